@@ -1,0 +1,66 @@
+# Two commands do everything: `make run` (demo gateway) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+HOST   ?= 127.0.0.1
+PORT   ?= 8080
+TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+TEST_REDIS_URL    ?= redis://127.0.0.1:6379/0
+export TEST_POSTGRES_URL TEST_REDIS_URL
+
+.PHONY: setup run test test-sqlite test-postgres serve worker migrate migrations verify bench contract-check clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+## make run: set up, migrate, seed the demo chain (idempotent), print keys and a signed example, serve on :8080
+run: setup
+	$(BIN)/loyalty demo --host $(HOST) --port $(PORT)
+
+## make test: the suite on SQLite + in-process Redis, then on PostgreSQL + Redis when they answer
+## (REQUIRE_SERVICES=1, as in CI, turns "not answering" into a failure)
+test: setup test-sqlite test-postgres
+
+test-sqlite: setup
+	TEST_DATABASE=sqlite $(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-postgres: setup
+	@if $(BIN)/python -m tests.services; then \
+		echo "== PostgreSQL + Redis pass =="; \
+		TEST_DATABASE=postgres $(BIN)/python -m pytest -q -p no:cacheprovider; \
+	elif [ "$(REQUIRE_SERVICES)" = "1" ]; then \
+		echo "PostgreSQL or Redis not reachable and REQUIRE_SERVICES=1"; exit 1; \
+	else \
+		echo "PostgreSQL or Redis not reachable: skipped the PostgreSQL + Redis pass"; \
+	fi
+
+serve: setup
+	$(BIN)/loyalty serve --host $(HOST) --port $(PORT)
+
+worker: setup
+	$(BIN)/loyalty worker
+
+migrate: setup
+	$(BIN)/loyalty migrate
+
+## make migrations: write a new migration after changing loyalty_core/models.py
+migrations: setup
+	DATABASE_URL=sqlite:///tmp/loyalty-makemigrations.sqlite3 $(BIN)/tortoise -c gateway.orm.TORTOISE_ORM makemigrations
+
+verify: setup
+	$(BIN)/loyalty verify
+
+bench: setup
+	$(BIN)/python -m bench
+
+contract-check:
+	../shared/tools/contract-check http://$(HOST):$(PORT)
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .hypothesis

@@ -1,0 +1,1 @@
+"""The HTTP face and the processes: the only place that wires everything together."""

@@ -1,0 +1,203 @@
+"""Routes declared once: the aiohttp route, its authentication, body schema, idempotency and
+its OpenAPI entry all come from the same ``Operation``.
+
+A handler gets a ``Call`` (principal, parsed body and query, services) and returns a dict
+(200) or a ``Reply``. Business rules stay in ``loyalty_core``; handlers only translate.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+from tortoise.transactions import in_transaction
+
+from loyalty_core.errors import InvalidJson, LoyaltyError, NotFound, ValidationFailed
+
+from . import auth, idempotency
+from .problems import from_error
+from .services import SERVICES, Services
+
+JSON = "application/json"
+
+
+@dataclass
+class Reply:
+    payload: Any
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Call:
+    request: web.Request
+    services: Services
+    principal: auth.Principal | None
+    body: Any
+    query: Any
+    raw_body: bytes
+
+    def path_id(self, name: str) -> int:
+        """An integer id from the path; anything else is simply not found."""
+        value = self.request.match_info[name]
+        if not value.isdigit() or len(value) > 18:
+            raise NotFound(f"No such {name.removesuffix('_id')} {value!r}")
+        return int(value)
+
+    @property
+    def chain_id(self) -> int:
+        assert self.principal is not None
+        return self.principal.chain_id
+
+
+Handler = Callable[[Call], Awaitable[Any]]
+
+
+@dataclass
+class Operation:
+    method: str
+    path: str
+    handler: Handler
+    auth: str | None
+    summary: str
+    tag: str
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    idempotent: bool | str = False  # True: key required; "optional": honoured when sent
+    errors: tuple[str, ...] = ()
+    description: str = ""
+
+
+class Api:
+    def __init__(self) -> None:
+        self.operations: list[Operation] = []
+
+    def route(self, method: str, path: str, *, auth: str | None, summary: str, tag: str, **options: Any):
+        def register(handler: Handler) -> Handler:
+            self.operations.append(Operation(method, path, handler, auth, summary, tag, **options))
+            return handler
+
+        return register
+
+    def install(self, app: web.Application) -> None:
+        for operation in self.operations:
+            app.router.add_route(operation.method, operation.path, _endpoint(operation))
+
+
+def _endpoint(operation: Operation):
+    async def endpoint(request: web.Request) -> web.StreamResponse:
+        return await dispatch(operation, request)
+
+    endpoint.__name__ = operation.handler.__name__
+    return endpoint
+
+
+async def dispatch(operation: Operation, request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    raw = await request.read()
+    principal = await authenticate(operation, request, raw, services)
+    key = _idempotency_key(operation, request)
+    call = Call(request, services, principal, parse_body(operation, raw), parse_query(operation, request), raw)
+    if key is None:
+        return render(await _run(operation, call))
+    assert principal is not None
+    claimed = await idempotency.claim(principal.chain_id, key,
+                                      idempotency.fingerprint(request.method, request.raw_path, raw),
+                                      services.clock.now())
+    if isinstance(claimed, idempotency.Replay):
+        content_type = "application/problem+json" if claimed.status >= 400 else JSON
+        return web.Response(status=claimed.status, text=claimed.body, content_type=content_type,
+                            headers={"Idempotent-Replayed": "true"})
+    try:
+        async with in_transaction():
+            reply = await _run(operation, call)
+            response = render(reply)
+            await idempotency.finish(claimed, reply.status, response.text or "")
+        return response
+    except LoyaltyError as error:
+        if idempotency.storable(error.status, error.code):
+            await idempotency.finish(claimed, error.status, from_error(error).text or "")
+        else:
+            await idempotency.release(claimed)
+        raise
+    except BaseException:
+        await idempotency.release(claimed)
+        raise
+
+
+def _idempotency_key(operation: Operation, request: web.Request) -> str | None:
+    header = request.headers.get("Idempotency-Key")
+    if operation.idempotent is True or (operation.idempotent == "optional" and header is not None):
+        return idempotency.read_key(header)
+    return None
+
+
+async def _run(operation: Operation, call: Call) -> Reply | web.StreamResponse:
+    result = await operation.handler(call)
+    if isinstance(result, web.StreamResponse):
+        return result
+    if isinstance(result, Reply):
+        return result
+    return Reply(result, operation.status)
+
+
+def render(reply: Reply | web.StreamResponse) -> web.StreamResponse:
+    if isinstance(reply, web.StreamResponse):
+        return reply
+    if reply.status == 204:
+        return web.Response(status=204, headers=reply.headers)
+    return web.Response(status=reply.status, body=orjson.dumps(reply.payload), content_type=JSON,
+                        headers=reply.headers)
+
+
+async def authenticate(operation: Operation, request: web.Request, raw: bytes, services: Services):
+    if operation.auth is None:
+        return None
+    if operation.auth == "terminal":
+        return await auth.terminal(request, raw, services)
+    kind, _, right = operation.auth.partition(":")
+    if kind == "admin":
+        return await auth.admin(request, right)
+    raise RuntimeError(f"unknown auth {operation.auth}")
+
+
+def parse_body(operation: Operation, raw: bytes) -> Any:
+    if operation.body is None:
+        return None
+    if not raw.strip():
+        raise InvalidJson("This request needs a JSON body")
+    try:
+        return operation.body.model_validate_json(raw, strict=True)
+    except ValidationError as error:
+        raise as_problem(error) from None
+
+
+def parse_query(operation: Operation, request: web.Request) -> Any:
+    if operation.query is None:
+        return None
+    try:
+        return operation.query.model_validate(dict(request.query))
+    except ValidationError as error:
+        raise as_problem(error) from None
+
+
+def as_problem(error: ValidationError) -> LoyaltyError:
+    problems = error.errors(include_url=False)
+    if any(p["type"] == "json_invalid" for p in problems):
+        return InvalidJson("The body is not valid JSON: " + problems[0]["msg"])
+    return ValidationFailed([{"field": field_path(p["loc"]) or "(body)", "message": p["msg"]} for p in problems])
+
+
+def field_path(loc: tuple) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif not re.match(r"^function-|^model-|^[a-z-]+\[", str(part)):
+            path += ("." if path else "") + str(part)
+    return path

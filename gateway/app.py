@@ -1,0 +1,47 @@
+"""The app factory: everything a gateway process needs, wired once, connected on start-up."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from loyalty_core.clock import Clock
+from loyalty_core.crypto import Vault
+
+from . import db
+from .metrics import metrics_middleware
+from .problems import problem_middleware
+from .redis import KeySpace, connect
+from .routes import API
+from .routes import admin, system  # noqa: F401  (registers their operations)
+from .services import SERVICES, Services
+from .settings import Settings
+
+MAX_BODY = 2 * 1024 * 1024
+
+
+def create_app(settings: Settings, clock: Clock | None = None) -> web.Application:
+    app = web.Application(middlewares=[problem_middleware, metrics_middleware], client_max_size=MAX_BODY)
+    app[SERVICES] = Services(settings=settings, vault=Vault(settings.require_secret()), clock=clock or Clock(),
+                             cache=None)  # type: ignore[arg-type]
+    app.cleanup_ctx.append(_database(settings))
+    app.cleanup_ctx.append(_redis(settings))
+    API.install(app)
+    return app
+
+
+def _database(settings: Settings):
+    async def context(app: web.Application):
+        await db.open_database(settings.database_url)
+        yield
+        await db.close_database()
+
+    return context
+
+
+def _redis(settings: Settings):
+    async def context(app: web.Application):
+        redis = connect(settings.redis_url)
+        app[SERVICES].cache = KeySpace(redis, settings.redis_prefix)
+        yield
+        await redis.aclose()
+
+    return context

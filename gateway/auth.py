@@ -1,0 +1,86 @@
+"""Who is calling: an admin key with a role, a POS terminal's signature, or (later) a member token."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from loyalty_core.chains import find_admin_key
+from loyalty_core.errors import (Forbidden, InvalidSignature, ReplayedRequest, StaleRequest,
+                                 Unauthorized)
+from loyalty_core.models import Terminal
+
+from .services import Services
+
+SKEW_SECONDS = 300
+
+RIGHTS: dict[str, set[str]] = {
+    "owner": {"read", "members", "coupons", "configure", "keys", "jobs"},
+    "operator": {"read", "members", "coupons"},
+    "auditor": {"read"},
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    chain_id: int
+    kind: str
+    actor: str
+    role: str | None = None
+    key_id: int | None = None
+    store_id: int | None = None
+    terminal_id: int | None = None
+    member_id: int | None = None
+
+
+def bearer(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Send Authorization: Bearer <key>")
+    return token.strip()
+
+
+async def admin(request: web.Request, right: str) -> Principal:
+    key = await find_admin_key(bearer(request))
+    if key is None:
+        raise Unauthorized("Unknown or revoked admin key")
+    if right not in RIGHTS[key.role]:
+        raise Forbidden(f"The {key.role} role may not do this")
+    return Principal(chain_id=key.chain_id, kind="admin", actor=f"admin_key:{key.id}", role=key.role, key_id=key.id)
+
+
+def signature(secret: str, method: str, path_with_query: str, timestamp: str, nonce: str, body: bytes) -> str:
+    """The POS signature of API.md: hex HMAC-SHA256 over method, path, timestamp, nonce, body hash."""
+    message = "\n".join([method.upper(), path_with_query, timestamp, nonce, hashlib.sha256(body).hexdigest()])
+    return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+async def terminal(request: web.Request, body: bytes, services: Services) -> Principal:
+    terminal_id = request.headers.get("X-Terminal-Id", "")
+    timestamp = request.headers.get("X-Timestamp", "")
+    nonce = request.headers.get("X-Nonce", "")
+    given = request.headers.get("X-Signature", "")
+    if not (terminal_id and timestamp and nonce and given):
+        raise Unauthorized("Send X-Terminal-Id, X-Timestamp, X-Nonce and X-Signature")
+    if not 16 <= len(nonce) <= 64 or not nonce.isascii() or not nonce.isprintable():
+        raise Unauthorized("X-Nonce must be 16-64 printable ASCII characters")
+    if not timestamp.isdigit():
+        raise Unauthorized("X-Timestamp must be unix seconds")
+    row = await Terminal.get_or_none(terminal_id=terminal_id, active=True)
+    if row is None:
+        raise Unauthorized("Unknown terminal")
+    if abs(services.clock.now().timestamp() - int(timestamp)) > SKEW_SECONDS:
+        raise StaleRequest(f"X-Timestamp is more than {SKEW_SECONDS} s away from the gateway's clock")
+    secret = services.vault.decrypt(row.secret_enc)
+    expected = signature(secret, request.method, request.raw_path, timestamp, nonce, body)
+    if not hmac.compare_digest(expected, given.lower()):
+        raise InvalidSignature("X-Signature does not match this request")
+    fresh = await services.cache.redis.set(services.cache.key("nonce", row.id, nonce), "1", nx=True,
+                                           ex=2 * SKEW_SECONDS)
+    if not fresh:
+        raise ReplayedRequest("This X-Nonce was used already")
+    return Principal(chain_id=row.chain_id, kind="terminal", actor=f"terminal:{row.terminal_id}",
+                     store_id=row.store_id, terminal_id=row.id)

@@ -1,0 +1,153 @@
+"""``loyalty``: serve, worker, migrate, chain create, demo, verify (and pos-curl for trying the POS API)."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+
+from aiohttp import web
+
+from . import db
+from .logging import configure
+from .settings import Settings, SettingsError
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    settings = Settings.from_env()
+    configure(settings.log_level)
+    try:
+        return args.run(settings, args) or 0
+    except SettingsError as error:
+        print(f"loyalty: {error}", file=sys.stderr)
+        return 2
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="loyalty", description="Loyalty gateway")
+    sub = top.add_subparsers(required=True, metavar="COMMAND")
+    serve = sub.add_parser("serve", help="run the HTTP gateway")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.set_defaults(run=cmd_serve)
+    sub.add_parser("worker", help="outbox delivery and scheduled jobs").set_defaults(run=cmd_worker)
+    sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(run=cmd_migrate)
+    chain = sub.add_parser("chain", help="chains").add_subparsers(required=True, metavar="ACTION")
+    create = chain.add_parser("create", help="create a chain and print its first owner key")
+    create.add_argument("name")
+    create.add_argument("--timezone", default="Asia/Shanghai")
+    create.set_defaults(run=cmd_chain_create)
+    demo = sub.add_parser("demo", help="migrate, seed the demo chain, print its keys, serve")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--no-serve", action="store_true", help="seed and print, then exit")
+    demo.set_defaults(run=cmd_demo)
+    sub.add_parser("verify", help="recompute balances from the journal; exit 1 on any difference").set_defaults(
+        run=cmd_verify)
+    sign = sub.add_parser("pos-curl", help="print a signed curl command for a POS request (demo terminal)")
+    sign.add_argument("method")
+    sign.add_argument("path")
+    sign.add_argument("body", nargs="?", default="")
+    sign.add_argument("--url", default="http://127.0.0.1:8080")
+    sign.set_defaults(run=cmd_pos_curl)
+    return top
+
+
+def cmd_serve(settings: Settings, args) -> int:
+    from .app import create_app
+
+    settings.require_secret()
+    web.run_app(create_app(settings), host=args.host, port=args.port, print=None, access_log=None)
+    return 0
+
+
+def cmd_migrate(settings: Settings, args) -> int:
+    asyncio.run(db.migrate(settings.database_url))
+    print("migrations applied")
+    return 0
+
+
+def cmd_chain_create(settings: Settings, args) -> int:
+    from loyalty_core.chains import create_chain
+    from loyalty_core.clock import is_timezone
+
+    if not is_timezone(args.timezone):
+        print(f"loyalty: unknown timezone {args.timezone!r}", file=sys.stderr)
+        return 2
+
+    async def run() -> dict:
+        await db.open_database(settings.database_url)
+        try:
+            chain, key = await create_chain(args.name, args.timezone)
+            return {"chain_id": chain.id, "admin_key": key.key}
+        finally:
+            await db.close_database()
+
+    print(json.dumps(asyncio.run(run())))
+    return 0
+
+
+def cmd_verify(settings: Settings, args) -> int:
+    from loyalty_core.verify import verify
+
+    async def run():
+        await db.open_database(settings.database_url)
+        try:
+            return await verify()
+        finally:
+            await db.close_database()
+
+    differences = asyncio.run(run())
+    for difference in differences:
+        print(difference)
+    print(f"{len(differences)} differences" if differences else "ledger verified: 0 differences")
+    return 1 if differences else 0
+
+
+def cmd_worker(settings: Settings, args) -> int:
+    from loyalty_core.clock import Clock
+
+    from . import worker
+
+    async def run() -> None:
+        await db.open_database(settings.database_url)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await worker.run(Clock(), stop)
+        finally:
+            await db.close_database()
+
+    asyncio.run(run())
+    return 0
+
+
+def cmd_demo(settings: Settings, args) -> int:
+    from . import demo
+
+    settings = settings.with_demo_secret()
+    asyncio.run(db.migrate(settings.database_url))
+    seeded = asyncio.run(demo.seed(settings))
+    print(demo.banner(seeded, args.host, args.port))
+    if args.no_serve:
+        return 0
+    return cmd_serve(settings, args)
+
+
+def cmd_pos_curl(settings: Settings, args) -> int:
+    from . import demo
+
+    seeded = demo.load_seed()
+    if seeded is None:
+        print("loyalty: no demo seed under ./var; run `make run` (or `loyalty demo`) first", file=sys.stderr)
+        return 2
+    print(demo.signed_curl(seeded, args.method, args.path, args.body, args.url))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

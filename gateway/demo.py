@@ -1,0 +1,103 @@
+"""The demo chain: seeded once (idempotently) so a newcomer can try every API at once."""
+from __future__ import annotations
+
+import json
+import secrets
+import shlex
+import time
+from pathlib import Path
+
+from loyalty_core import chains, members
+from loyalty_core.crypto import Vault
+from loyalty_core.models import Chain, Member, Terminal
+from loyalty_core.program import Program
+
+from . import db
+from .auth import signature
+from .settings import Settings
+
+SEED_FILE = Path("var/demo.json")
+DEMO_PHONE = "13800138000"
+
+DEMO_PROGRAM = {
+    "timezone": "Asia/Shanghai",
+    "points": {
+        "earn": {"per_amount": 100, "points": 1},
+        "category_multipliers": {"fresh": 2},
+        "exclude_categories": ["tobacco"],
+        "campaigns": [{"name": "member day", "days_of_month": [8, 18, 28], "factor": 2},
+                      {"name": "lunch", "weekdays": [1, 2, 3, 4, 5], "hours": "11:00-14:00", "factor": 2}],
+        "pending_days": 0,
+        "expiry": {"mode": "rolling_months", "months": 24},
+        "redeem": {"points": 100, "amount": 100, "max_ratio": 0.5},
+    },
+    "behaviors": {"register": {"points": 100}, "checkin": {"points": 5, "streak_bonus": {"7": 20}}},
+    "tiers": {"metric": "growth", "window_months": 12, "retention_months": 12, "levels": [
+        {"code": "regular", "name": "普通会员", "threshold": 0, "earn_multiplier": 1},
+        {"code": "silver", "name": "银卡", "threshold": 1000, "earn_multiplier": 1.2},
+        {"code": "gold", "name": "金卡", "threshold": 5000, "earn_multiplier": 1.5, "discount_percent": 2}]},
+}
+
+
+def load_seed() -> dict | None:
+    return json.loads(SEED_FILE.read_text()) if SEED_FILE.exists() else None
+
+
+async def seed(settings: Settings) -> dict:
+    """Create the demo chain, store S01, terminal POS1 and one member, unless they exist."""
+    vault = Vault(settings.require_secret())
+    await db.open_database(settings.database_url)
+    try:
+        existing = load_seed()
+        if existing and await Chain.exists(id=existing["chain_id"]) and await Terminal.exists(
+                terminal_id=existing["terminal_id"]):
+            return existing
+        chain, key = await chains.create_chain("Demo Coffee")
+        program = await chains.put_program(chain.id, Program.model_validate(DEMO_PROGRAM))
+        await chains.create_store(chain.id, "S01", "Demo Coffee 徐汇店", None)
+        terminal = await chains.create_terminal(chain.id, "S01", "POS1", vault)
+        from loyalty_core.clock import Clock
+
+        member = await members.register_member(
+            chain.id, members.NewMember(phone=DEMO_PHONE, name="张三", store_code="S01"), program, vault, Clock().now())
+        seeded = {"chain_id": chain.id, "admin_key": key.key, "terminal_id": terminal.terminal.terminal_id,
+                  "terminal_secret": terminal.secret, "member_id": member.id, "member_phone": DEMO_PHONE}
+        SEED_FILE.parent.mkdir(parents=True, exist_ok=True)
+        SEED_FILE.write_text(json.dumps(seeded, indent=2))
+        SEED_FILE.chmod(0o600)
+        return seeded
+    finally:
+        await db.close_database()
+
+
+def signed_curl(seeded: dict, method: str, path: str, body: str, base_url: str) -> str:
+    timestamp, nonce = str(int(time.time())), secrets.token_hex(12)
+    sig = signature(seeded["terminal_secret"], method, path, timestamp, nonce, body.encode())
+    parts = ["curl", "-sS", "-X", method.upper(), base_url.rstrip("/") + path,
+             "-H", f"X-Terminal-Id: {seeded['terminal_id']}", "-H", f"X-Timestamp: {timestamp}",
+             "-H", f"X-Nonce: {nonce}", "-H", f"X-Signature: {sig}"]
+    if body:
+        parts += ["-H", "Content-Type: application/json", "--data-raw", body]
+    return " ".join(shlex.quote(part) for part in parts)
+
+
+def banner(seeded: dict, host: str, port: int) -> str:
+    base = f"http://{host}:{port}"
+    scan = json.dumps({"code": seeded["member_phone"]}, separators=(",", ":"))
+    return "\n".join([
+        "Demo chain ready (SQLite under ./var, in-process Redis stand-in).",
+        f"  chain id:        {seeded['chain_id']}",
+        f"  admin key:       {seeded['admin_key']}",
+        f"  terminal id:     {seeded['terminal_id']}  (store S01)",
+        f"  terminal secret: {seeded['terminal_secret']}",
+        f"  demo member:     #{seeded['member_id']}, phone {seeded['member_phone']}",
+        "",
+        "Try the admin API:",
+        f"  curl -sS {base}/v1/members/{seeded['member_id']} -H 'Authorization: Bearer {seeded['admin_key']}'",
+        "",
+        "Try the POS API (signed; valid for 5 minutes and once — make a fresh one with",
+        f"  .venv/bin/loyalty pos-curl POST /v1/pos/scan '{scan}'):",
+        "  " + signed_curl(seeded, "POST", "/v1/pos/scan", scan, base),
+        "",
+        f"API reference: {base}/docs   OpenAPI: {base}/openapi.json",
+    ])

@@ -1,0 +1,164 @@
+"""Admin API: the chain operator's console and back-office integrations (admin key)."""
+from __future__ import annotations
+
+from loyalty_core import chains, members
+from loyalty_core.models import AdminKey, Store
+from loyalty_core.program import Program
+
+from .. import schemas as s
+from ..api import Call, Reply
+from . import API
+
+ERR_AUTH = ("unauthorized", "forbidden")
+
+
+async def _program(call: Call):
+    return await chains.get_program(call.chain_id)
+
+
+@API.route("POST", "/v1/stores", auth="admin:configure", summary="Create a store", tag="stores",
+           body=s.NewStore, response=s.StoreOut, status=201, idempotent="optional",
+           errors=ERR_AUTH + ("already_exists", "validation_error"))
+async def create_store(call: Call):
+    store = await chains.create_store(call.chain_id, call.body.code, call.body.name, call.body.timezone)
+    return Reply(store_out(store), 201)
+
+
+def store_out(store: Store) -> dict:
+    return {"code": store.code, "name": store.name, "timezone": store.timezone, "created_at": store.created_at.isoformat()}
+
+
+@API.route("GET", "/v1/stores", auth="admin:read", summary="List the chain's stores", tag="stores",
+           query=s.PageQuery, errors=ERR_AUTH)
+async def list_stores(call: Call):
+    after = s.decode_cursor(call.query.cursor)
+    query = Store.filter(chain_id=call.chain_id)
+    if after:
+        query = query.filter(id__gt=after)
+    stores = await query.order_by("id").limit(call.query.limit)
+    return s.page([store_out(x) for x in stores], call.query.limit, stores[-1].id if stores else None)
+
+
+@API.route("POST", "/v1/stores/{store_code}/terminals", auth="admin:configure", summary="Create a POS terminal",
+           tag="stores", body=s.NewTerminal, response=s.TerminalOut, status=201, idempotent="optional",
+           errors=ERR_AUTH + ("not_found", "already_exists"),
+           description="Answers the terminal's signing secret once; it is stored encrypted and never shown again.")
+async def create_terminal(call: Call):
+    store_code = call.request.match_info["store_code"]
+    issued = await chains.create_terminal(call.chain_id, store_code, call.body.code, call.services.vault)
+    return Reply({"terminal_id": issued.terminal.terminal_id, "secret": issued.secret,
+                  "store_code": store_code, "code": issued.terminal.code}, 201)
+
+
+@API.route("GET", "/v1/program", auth="admin:read", summary="The chain's loyalty program", tag="program",
+           errors=ERR_AUTH)
+async def get_program(call: Call):
+    return (await _program(call)).model_dump(mode="json")
+
+
+@API.route("PUT", "/v1/program", auth="admin:configure", summary="Replace the chain's loyalty program",
+           tag="program", body=Program, response=Program, errors=ERR_AUTH + ("validation_error",),
+           description="The whole program, validated as one document; missing sections take their defaults.")
+async def put_program(call: Call):
+    return (await chains.put_program(call.chain_id, call.body)).model_dump(mode="json")
+
+
+@API.route("POST", "/v1/members", auth="admin:members", summary="Register a member", tag="members",
+           body=s.NewMember, response=s.MemberOut, status=201, idempotent=True,
+           errors=ERR_AUTH + ("already_exists", "validation_error", "idempotency_key_required"),
+           description="Credits the program's welcome points (behaviors.register) once per phone, ever.")
+async def register_member(call: Call):
+    program = await _program(call)
+    now = call.services.clock.now()
+    body = call.body
+    new = members.NewMember(phone=body.phone, name=body.name, birthday=body.birthday, card_no=body.card_no,
+                            store_code=body.store_code, channel="admin")
+    member = await members.register_member(call.chain_id, new, program, call.services.vault, now)
+    return Reply(await members.member_view(member, program, call.services.vault, now), 201)
+
+
+@API.route("GET", "/v1/members", auth="admin:read", summary="Search members", tag="members",
+           query=s.MemberQuery, response=s.MemberPage, errors=ERR_AUTH)
+async def search_members(call: Call):
+    q = call.query
+    found = await members.search_members(call.chain_id, call.services.vault, phone=q.phone, identity=q.identity,
+                                         tier=q.tier, after_id=s.decode_cursor(q.cursor), limit=q.limit)
+    program, now = await _program(call), call.services.clock.now()
+    items = [await members.member_view(m, program, call.services.vault, now) for m in found]
+    return s.page(items, q.limit, found[-1].id if found else None)
+
+
+@API.route("GET", "/v1/members/{member_id}", auth="admin:read", summary="A member", tag="members",
+           response=s.MemberOut, errors=ERR_AUTH + ("not_found",))
+async def get_member(call: Call):
+    member = await members.get_member(call.chain_id, call.path_id("member_id"))
+    return await members.member_view(member, await _program(call), call.services.vault, call.services.clock.now())
+
+
+@API.route("GET", "/v1/members/{member_id}/ledger", auth="admin:read", summary="A member's ledger, newest first",
+           tag="members", query=s.PageQuery, response=s.LedgerPage, errors=ERR_AUTH + ("not_found",))
+async def member_ledger(call: Call):
+    member = await members.get_member(call.chain_id, call.path_id("member_id"))
+    items = await members.ledger_entries(call.chain_id, member.id, s.decode_cursor(call.query.cursor), call.query.limit)
+    return s.page(items, call.query.limit, items[-1]["id"] if items else None)
+
+
+@API.route("POST", "/v1/members/{member_id}/adjustments", auth="admin:members", summary="Correct a balance by hand",
+           tag="members", body=s.Adjustment, response=s.AdjustmentOut, status=201, idempotent=True,
+           errors=ERR_AUTH + ("not_found", "insufficient_points", "insufficient_stored_value", "validation_error"),
+           description="Audited with the admin key and the reason. A debit never takes a balance below zero.")
+async def adjust(call: Call):
+    body = call.body
+    result = await members.adjust(call.chain_id, call.path_id("member_id"), body.account, body.amount, body.reason,
+                                  call.principal.actor, await _program(call), call.services.clock.now())
+    return Reply(result, 201)
+
+
+@API.route("POST", "/v1/members/{member_id}/freeze", auth="admin:members", summary="Freeze a member", tag="members",
+           body=s.Freeze, response=s.MemberOut, idempotent=True, errors=ERR_AUTH + ("not_found",),
+           description="A frozen member can neither earn nor spend until unfrozen.")
+async def freeze(call: Call):
+    member = await members.set_frozen(call.chain_id, call.path_id("member_id"), True, call.body.reason)
+    return await members.member_view(member, await _program(call), call.services.vault, call.services.clock.now())
+
+
+@API.route("POST", "/v1/members/{member_id}/unfreeze", auth="admin:members", summary="Unfreeze a member",
+           tag="members", response=s.MemberOut, idempotent=True, errors=ERR_AUTH + ("not_found",))
+async def unfreeze(call: Call):
+    member = await members.set_frozen(call.chain_id, call.path_id("member_id"), False, None)
+    return await members.member_view(member, await _program(call), call.services.vault, call.services.clock.now())
+
+
+@API.route("DELETE", "/v1/members/{member_id}", auth="admin:members", summary="Erase a member's personal data (PIPL)",
+           tag="members", status=204, errors=ERR_AUTH + ("not_found",),
+           description="Phone, name, birthday, card and identities are deleted; the ledger stays, anonymised. "
+                       "Welcome points are never granted to that phone again.")
+async def erase_member(call: Call):
+    await members.erase(call.chain_id, call.path_id("member_id"), call.services.clock.now())
+    return Reply(None, 204)
+
+
+@API.route("POST", "/v1/admin-keys", auth="admin:keys", summary="Create an admin key", tag="admin keys",
+           body=s.NewAdminKey, response=s.AdminKeyOut, status=201, idempotent="optional",
+           errors=ERR_AUTH + ("validation_error",), description="The key itself is shown once; only its hash is kept.")
+async def create_admin_key(call: Call):
+    issued = await chains.issue_admin_key(call.chain_id, call.body.role, call.principal.key_id, call.body.label)
+    return Reply({"id": issued.id, "role": issued.role, "prefix": issued.prefix, "label": call.body.label,
+                  "created_at": issued.created_at.isoformat(), "key": issued.key}, 201)
+
+
+@API.route("GET", "/v1/admin-keys", auth="admin:keys", summary="List admin keys (never the keys themselves)",
+           tag="admin keys", errors=ERR_AUTH)
+async def list_admin_keys(call: Call):
+    keys = await AdminKey.filter(chain_id=call.chain_id).order_by("id")
+    return {"items": [{"id": k.id, "role": k.role, "prefix": k.prefix, "label": k.label,
+                       "created_at": k.created_at.isoformat(),
+                       "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None} for k in keys],
+            "next_cursor": None}
+
+
+@API.route("DELETE", "/v1/admin-keys/{key_id}", auth="admin:keys", summary="Revoke an admin key", tag="admin keys",
+           status=204, errors=ERR_AUTH + ("not_found",))
+async def revoke_admin_key(call: Call):
+    await chains.revoke_admin_key(call.chain_id, call.path_id("key_id"), call.services.clock.now())
+    return Reply(None, 204)

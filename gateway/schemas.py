@@ -1,0 +1,197 @@
+"""Request and response bodies of the admin and system API (the POS ones live in routes/pos)."""
+from __future__ import annotations
+
+import base64
+from datetime import date
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from loyalty_core.clock import is_timezone
+from loyalty_core.errors import BadRequest
+
+Code = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
+
+
+class Body(BaseModel):
+    """Unknown fields are refused (422), so a typo never passes silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class NewStore(Body):
+    code: str = Code
+    name: str = Field(min_length=1, max_length=100)
+    timezone: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str | None) -> str | None:
+        if value is not None and not is_timezone(value):
+            raise ValueError(f"unknown timezone {value!r}")
+        return value
+
+
+class StoreOut(BaseModel):
+    code: str
+    name: str
+    timezone: str | None
+    created_at: str
+
+
+class NewTerminal(Body):
+    code: str = Code
+
+
+class TerminalOut(BaseModel):
+    terminal_id: str
+    secret: str = Field(description="shown once; sign POS requests with it")
+    store_code: str
+    code: str
+
+
+class NewMember(Body):
+    phone: str = Field(min_length=11, max_length=20)
+    name: str | None = Field(None, min_length=1, max_length=50)
+    birthday: date | None = None
+    card_no: str | None = Field(None, min_length=4, max_length=32, pattern=r"^[A-Za-z0-9-]+$")
+    store_code: str | None = Field(None, min_length=1, max_length=32)
+
+
+class Progress(BaseModel):
+    metric: str
+    current: int
+    next_threshold: int | None
+
+
+class TierOut(BaseModel):
+    code: str
+    name: str
+    progress: Progress
+
+
+class Balances(BaseModel):
+    points: int
+    pending_points: int
+    growth: int
+    stored_value: int
+    stored_value_principal: int
+    stored_value_bonus: int
+
+
+class IdentityOut(BaseModel):
+    channel: str
+    external_id: str
+
+
+class MemberOut(BaseModel):
+    id: int
+    display_name: str
+    phone: str | None = Field(description="masked")
+    name: str | None
+    birthday: str | None
+    card_no: str | None
+    store_code: str | None
+    tier: TierOut
+    balances: Balances
+    identities: list[IdentityOut]
+    tags: list[str]
+    frozen: bool
+    frozen_reason: str | None
+    erased: bool
+    created_at: str
+
+
+class MemberPage(BaseModel):
+    items: list[MemberOut]
+    next_cursor: str | None
+
+
+class MemberQuery(BaseModel):
+    phone: str | None = None
+    identity: str | None = Field(None, description="CHANNEL:ID, e.g. card:900012345678")
+    tier: str | None = None
+    limit: int = Field(50, ge=1, le=200)
+    cursor: str | None = None
+
+
+class PageQuery(BaseModel):
+    limit: int = Field(50, ge=1, le=200)
+    cursor: str | None = None
+
+
+class LedgerEntryOut(BaseModel):
+    id: int
+    kind: str
+    key: str
+    channel: str
+    actor: str | None
+    reason: str | None
+    ref: str | None
+    occurred_at: str
+    created_at: str
+    changes: dict[str, int] = Field(description="member account -> amount moved")
+
+
+class LedgerPage(BaseModel):
+    items: list[LedgerEntryOut]
+    next_cursor: str | None
+
+
+class Adjustment(Body):
+    account: Literal["points", "stored_value"]
+    amount: int = Field(description="positive credits, negative debits (never below zero)")
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class AdjustmentOut(BaseModel):
+    entry_id: int
+    account: str
+    amount: int
+    reason: str
+    balances: Balances
+
+
+class Freeze(Body):
+    reason: str = Field(min_length=1, max_length=200)
+
+
+class NewAdminKey(Body):
+    role: Literal["owner", "operator", "auditor"]
+    label: str | None = Field(None, max_length=100)
+
+
+class AdminKeyOut(BaseModel):
+    id: int
+    role: str
+    prefix: str
+    label: str | None = None
+    created_at: str
+    revoked_at: str | None = None
+    key: str | None = Field(None, description="only in the answer that creates it")
+
+
+class Problem(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[dict[str, str]] | None = None
+
+
+def encode_cursor(last_id: int | None) -> str | None:
+    return base64.urlsafe_b64encode(str(last_id).encode()).decode().rstrip("=") if last_id else None
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    if not cursor:
+        return None
+    try:
+        return int(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
+    except ValueError:
+        raise BadRequest("cursor is not one this API gave out") from None
+
+
+def page(items: list, limit: int, last_id) -> dict:
+    return {"items": items, "next_cursor": encode_cursor(last_id) if len(items) == limit else None}

@@ -1,0 +1,98 @@
+"""Chains, their stores and terminals, and the admin keys that act for them."""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from .crypto import Vault, new_token, token_hash
+from .errors import AlreadyExists, BadRequest, NotFound
+from .models import AdminKey, Chain, Store, Terminal
+from .program import Program, load_program
+
+ROLES = ("owner", "operator", "auditor")
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    id: int
+    role: str
+    key: str
+    prefix: str
+    created_at: datetime
+
+
+async def create_chain(name: str, timezone: str = "Asia/Shanghai") -> tuple[Chain, IssuedKey]:
+    """A new chain with the default program and its first owner key (printed once)."""
+    program = Program(timezone=timezone)
+    async with in_transaction():
+        chain = await Chain.create(name=name, timezone=timezone, program=program.model_dump(mode="json"))
+        key = await issue_admin_key(chain.id, "owner", created_by=None)
+    return chain, key
+
+
+async def issue_admin_key(chain_id: int, role: str, created_by: int | None, label: str | None = None) -> IssuedKey:
+    if role not in ROLES:
+        raise BadRequest(f"role must be one of {', '.join(ROLES)}")
+    key = new_token("lk")
+    row = await AdminKey.create(
+        chain_id=chain_id, role=role, key_hash=token_hash(key), prefix=key[:8],
+        label=label, created_by=created_by,
+    )
+    return IssuedKey(row.id, role, key, row.prefix, row.created_at)
+
+
+async def revoke_admin_key(chain_id: int, key_id: int, now: datetime) -> None:
+    changed = await AdminKey.filter(chain_id=chain_id, id=key_id, revoked_at=None).update(revoked_at=now)
+    if not changed:
+        raise NotFound("No such admin key")
+
+
+async def find_admin_key(key: str) -> AdminKey | None:
+    return await AdminKey.get_or_none(key_hash=token_hash(key), revoked_at=None)
+
+
+async def get_program(chain_id: int) -> Program:
+    chain = await Chain.get(id=chain_id)
+    return load_program(chain.program, chain.timezone)
+
+
+async def put_program(chain_id: int, program: Program) -> Program:
+    await Chain.filter(id=chain_id).update(program=program.model_dump(mode="json"), timezone=program.timezone)
+    return program
+
+
+async def create_store(chain_id: int, code: str, name: str, timezone: str | None) -> Store:
+    try:
+        return await Store.create(chain_id=chain_id, code=code, name=name, timezone=timezone)
+    except IntegrityError as error:
+        raise AlreadyExists(f"Store {code!r} exists already") from error
+
+
+async def store_by_code(chain_id: int, code: str) -> Store:
+    store = await Store.get_or_none(chain_id=chain_id, code=code)
+    if store is None:
+        raise NotFound(f"No store {code!r}")
+    return store
+
+
+@dataclass(frozen=True)
+class IssuedTerminal:
+    terminal: Terminal
+    secret: str
+
+
+async def create_terminal(chain_id: int, store_code: str, code: str, vault: Vault) -> IssuedTerminal:
+    store = await store_by_code(chain_id, store_code)
+    secret = secrets.token_hex(32)
+    try:
+        terminal = await Terminal.create(
+            chain_id=chain_id, store_id=store.id, code=code,
+            terminal_id="T" + secrets.token_hex(8).upper(), secret_enc=vault.encrypt(secret),
+        )
+    except IntegrityError as error:
+        raise AlreadyExists(f"Terminal {code!r} exists already in store {store_code!r}") from error
+    return IssuedTerminal(terminal, secret)

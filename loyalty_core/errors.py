@@ -1,0 +1,145 @@
+"""One exception tree for every rule the core enforces.
+
+Each subclass carries a stable ``code`` and an HTTP ``status``; the gateway maps them to
+problem+json in one place. Adapters translate foreign errors into these at their edge.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+class LoyaltyError(Exception):
+    code = "loyalty_error"
+    status = 400
+    title = "Request refused"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.extra = extra
+
+
+class ValidationFailed(LoyaltyError):
+    code, status, title = "validation_error", 422, "Invalid request"
+
+    def __init__(self, errors: list[dict[str, str]], detail: str | None = None) -> None:
+        super().__init__(detail or "The request has invalid fields.", errors=errors)
+        self.errors = errors
+
+
+class InvalidJson(LoyaltyError):
+    code, status, title = "invalid_json", 400, "Body is not valid JSON"
+
+
+class BadRequest(LoyaltyError):
+    code, status, title = "bad_request", 400, "Bad request"
+
+
+class Unauthorized(LoyaltyError):
+    code, status, title = "unauthorized", 401, "Unauthorized"
+
+
+class StaleRequest(Unauthorized):
+    code, title = "stale_request", "Request timestamp outside the allowed window"
+
+
+class ReplayedRequest(Unauthorized):
+    code, title = "replayed_request", "Nonce already used"
+
+
+class InvalidSignature(Unauthorized):
+    code, title = "invalid_signature", "Signature does not match"
+
+
+class Forbidden(LoyaltyError):
+    code, status, title = "forbidden", 403, "Forbidden"
+
+
+class NotFound(LoyaltyError):
+    code, status, title = "not_found", 404, "Not found"
+
+
+class OrderNotFound(NotFound):
+    code, title = "order_not_found", "Order not found"
+
+
+class CodeNotFound(NotFound):
+    code, title = "code_not_found", "Code not recognised"
+
+
+class CodeExpired(LoyaltyError):
+    code, status, title = "code_expired", 410, "Member code expired"
+
+
+class Conflict(LoyaltyError):
+    code, status, title = "conflict", 409, "Conflict"
+
+
+class AlreadyExists(Conflict):
+    code, title = "already_exists", "Already exists"
+
+
+class CodeUsed(Conflict):
+    code, title = "code_used", "Member code already used for an order"
+
+
+class RequestInProgress(Conflict):
+    code, title = "request_in_progress", "A request with this Idempotency-Key is still running"
+
+
+class IdempotencyKeyRequired(LoyaltyError):
+    code, status, title = "idempotency_key_required", 400, "Idempotency-Key header required"
+
+
+class IdempotencyKeyReused(LoyaltyError):
+    code, status, title = "idempotency_key_reused", 422, "Idempotency-Key reused with another body"
+
+
+class BusinessRuleError(LoyaltyError):
+    """A well-formed request that the program's rules refuse (422); nothing is applied."""
+
+    status, title = 422, "Refused by the program's rules"
+
+
+class InsufficientPoints(BusinessRuleError):
+    code, title = "insufficient_points", "Not enough points"
+
+
+class InsufficientStoredValue(BusinessRuleError):
+    code, title = "insufficient_stored_value", "Not enough stored value"
+
+
+class CouponNotUsable(BusinessRuleError):
+    code, title = "coupon_not_usable", "Coupon cannot be used"
+
+
+class MemberFrozen(BusinessRuleError):
+    code, title = "member_frozen", "Member is frozen"
+
+
+class InvalidRedeemPoints(BusinessRuleError):
+    code, title = "invalid_redeem_points", "Redeemed points must be a multiple of the redeem unit"
+
+
+class RedeemOverLimit(BusinessRuleError):
+    code, title = "redeem_over_limit", "Redeemed points exceed the allowed share of the order"
+
+
+class AmountMismatch(BusinessRuleError):
+    code, title = "amount_mismatch", "Payments do not add up to the payable amount"
+
+
+class RefundExceedsOrder(BusinessRuleError):
+    code, title = "refund_exceeds_order", "Refund exceeds what is left to refund"
+
+
+class MemberErased(BusinessRuleError):
+    code, title = "member_erased", "Member's personal data was erased"
+
+
+class DuplicateEntry(Exception):
+    """A journal entry with this cause key exists already: the caller answers with the first result."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key

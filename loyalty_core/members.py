@@ -1,0 +1,231 @@
+"""Members: joining, finding, viewing, correcting, freezing and erasing."""
+from __future__ import annotations
+
+import re
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from . import ledger, points
+from .crypto import Vault
+from .errors import AlreadyExists, BadRequest, NotFound, ValidationFailed
+from .models import Identity, JournalEntry, Member, Posting
+from .outbox import emit
+from .program import Program
+from .tiers import standing
+
+PHONE = re.compile(r"^1[3-9]\d{9}$")
+
+
+def normalise_phone(raw: str, field: str = "phone") -> str:
+    phone = re.sub(r"[\s-]", "", raw)
+    phone = phone.removeprefix("+86").removeprefix("0086")
+    if not PHONE.match(phone):
+        raise ValidationFailed([{"field": field, "message": "must be an 11-digit mainland mobile number"}])
+    return phone
+
+
+def mask_phone(phone: str | None, last4: str | None = None) -> str | None:
+    if phone:
+        return phone[:3] + "****" + phone[-4:]
+    return f"*******{last4}" if last4 else None
+
+
+def mask_name(name: str | None) -> str | None:
+    if not name:
+        return None
+    return name[0] + "*" * max(1, len(name) - 1)
+
+
+@dataclass(frozen=True)
+class NewMember:
+    phone: str
+    name: str | None = None
+    birthday: date | None = None
+    card_no: str | None = None
+    store_code: str | None = None
+    channel: str = "admin"
+
+
+async def register_member(chain_id: int, new: NewMember, program: Program, vault: Vault, now: datetime) -> Member:
+    """Create a member and credit the program's welcome points, once per phone ever."""
+    phone = normalise_phone(new.phone)
+    phone_hash = vault.lookup_hash(chain_id, phone)
+    card_no = new.card_no or _new_card_no()
+    try:
+        async with in_transaction():
+            member = await Member.create(
+                chain_id=chain_id, phone_hash=phone_hash, phone_enc=vault.encrypt(phone), phone_last4=phone[-4:],
+                name_enc=vault.encrypt(new.name), birthday_enc=vault.encrypt(new.birthday.isoformat() if new.birthday else None),
+                card_no=card_no, store_code=new.store_code, tier_code=program.tiers.levels[0].code, tier_since=now,
+            )
+            await Identity.create(chain_id=chain_id, member_id=member.id, channel="card", external_id=card_no)
+            await ledger.open_accounts(chain_id, member.id)
+            await _welcome(chain_id, member, phone_hash, program, now, new.channel)
+            await emit(chain_id, "member.created", {"member_id": member.id, "channel": new.channel}, now)
+    except IntegrityError as error:
+        raise AlreadyExists("A member with this phone or card number exists already") from error
+    return member
+
+
+def _new_card_no() -> str:
+    return "9" + "".join(secrets.choice("0123456789") for _ in range(11))
+
+
+async def _welcome(chain_id: int, member: Member, phone_hash: str, program: Program, now: datetime, channel: str) -> None:
+    amount = program.behaviors.register_.points
+    key = f"welcome:{phone_hash}"
+    if amount <= 0 or await JournalEntry.exists(chain_id=chain_id, key=key):
+        return
+    entry = await ledger.post(chain_id, ledger.Entry(
+        key=key, kind="behavior", member_id=member.id, channel=channel, reason="register", occurred_at=now,
+        legs=[ledger.Leg("points_issued", -amount), ledger.Leg("points", amount, member.id),
+              ledger.Leg("growth_issued", -amount), ledger.Leg("growth", amount, member.id)],
+    ))
+    await points.add_lot(chain_id, member.id, entry.id, amount, now, program)
+    await announce_balance(chain_id, member.id, entry.id, now)
+
+
+async def announce_balance(chain_id: int, member_id: int, entry_id: int, now: datetime) -> None:
+    await emit(chain_id, "balance.changed", {
+        "member_id": member_id, "entry_id": entry_id, "balances": await public_balances(member_id)}, now)
+
+
+async def get_member(chain_id: int, member_id: int) -> Member:
+    member = await Member.get_or_none(chain_id=chain_id, id=member_id)
+    if member is None:
+        raise NotFound(f"No member {member_id}")
+    return member
+
+
+async def public_balances(member_id: int) -> dict[str, int]:
+    raw = await ledger.balances(member_id)
+    principal, bonus = raw.get("sv_principal", 0), raw.get("sv_bonus", 0)
+    return {
+        "points": raw.get("points", 0), "pending_points": raw.get("points_pending", 0),
+        "growth": raw.get("growth", 0), "stored_value": principal + bonus,
+        "stored_value_principal": principal, "stored_value_bonus": bonus,
+    }
+
+
+async def tier_view(member: Member, program: Program, now: datetime) -> dict:
+    where = await standing(member, program, now)
+    return {"code": where.level.code, "name": where.level.name,
+            "progress": {"metric": where.metric, "current": where.current, "next_threshold": where.next_threshold}}
+
+
+async def member_view(member: Member, program: Program, vault: Vault, now: datetime) -> dict:
+    """A member as the admin API shows it: personal data decrypted but the phone masked."""
+    await member.fetch_related("identities")
+    name = vault.decrypt(member.name_enc)
+    birthday = vault.decrypt(member.birthday_enc)
+    return {
+        "id": member.id,
+        "display_name": display_name(member, vault),
+        "phone": mask_phone(vault.decrypt(member.phone_enc), member.phone_last4),
+        "name": name,
+        "birthday": birthday,
+        "card_no": member.card_no,
+        "store_code": member.store_code,
+        "tier": await tier_view(member, program, now),
+        "balances": await public_balances(member.id),
+        "identities": [{"channel": i.channel, "external_id": i.external_id} for i in member.identities],
+        "tags": member.tags,
+        "frozen": member.frozen,
+        "frozen_reason": member.frozen_reason,
+        "erased": member.erased_at is not None,
+        "created_at": member.created_at.isoformat(),
+    }
+
+
+def display_name(member: Member, vault: Vault) -> str:
+    if member.erased_at is not None:
+        return "已注销"
+    return mask_name(vault.decrypt(member.name_enc)) or mask_phone(None, member.phone_last4) or f"#{member.id}"
+
+
+async def search_members(chain_id: int, vault: Vault, *, phone: str | None, identity: str | None,
+                         tier: str | None, after_id: int | None, limit: int) -> list[Member]:
+    query = Member.filter(chain_id=chain_id)
+    if phone:
+        query = query.filter(phone_hash=vault.lookup_hash(chain_id, normalise_phone(phone)))
+    if identity:
+        channel, _, external_id = identity.partition(":")
+        if not channel or not external_id:
+            raise BadRequest("identity must be CHANNEL:ID")
+        query = query.filter(identities__channel=channel, identities__external_id=external_id)
+    if tier:
+        query = query.filter(tier_code=tier)
+    if after_id:
+        query = query.filter(id__lt=after_id)
+    return await query.order_by("-id").limit(limit).distinct()
+
+
+async def ledger_entries(chain_id: int, member_id: int, after_id: int | None, limit: int) -> list[dict]:
+    query = JournalEntry.filter(chain_id=chain_id, member_id=member_id)
+    if after_id:
+        query = query.filter(id__lt=after_id)
+    entries = await query.order_by("-id").limit(limit)
+    postings = await Posting.filter(entry_id__in=[e.id for e in entries], account_id__not_isnull=True)
+    changes: dict[int, dict[str, int]] = {}
+    for posting in postings:
+        changes.setdefault(posting.entry_id, {})
+        changes[posting.entry_id][posting.ledger] = changes[posting.entry_id].get(posting.ledger, 0) + int(posting.amount)
+    return [{
+        "id": e.id, "kind": e.kind, "key": e.key, "channel": e.channel, "actor": e.actor, "reason": e.reason,
+        "ref": e.ref, "occurred_at": e.occurred_at.isoformat(), "created_at": e.created_at.isoformat(),
+        "changes": changes.get(e.id, {}),
+    } for e in entries]
+
+
+ADJUSTABLE = {"points": ("points", "points_adjusted"), "stored_value": ("sv_principal", "sv_adjusted")}
+
+
+async def adjust(chain_id: int, member_id: int, account: str, amount: int, reason: str, actor: str,
+                 program: Program, now: datetime) -> dict:
+    """A manual correction by an operator: audited with who and why; a debit never overdraws."""
+    if account not in ADJUSTABLE:
+        raise ValidationFailed([{"field": "account", "message": "must be points or stored_value"}])
+    if amount == 0:
+        raise ValidationFailed([{"field": "amount", "message": "must not be zero"}])
+    member_account, counterpart = ADJUSTABLE[account]
+    async with in_transaction():
+        member = await Member.select_for_update().get_or_none(chain_id=chain_id, id=member_id)
+        if member is None:
+            raise NotFound(f"No member {member_id}")
+        entry = await ledger.post(chain_id, ledger.Entry(
+            key=f"adjustment:{uuid.uuid4()}", kind="adjustment", member_id=member_id, actor=actor,
+            reason=reason, occurred_at=now,
+            legs=[ledger.Leg(member_account, amount, member_id, guard=True), ledger.Leg(counterpart, -amount)],
+        ))
+        if account == "points":
+            if amount > 0:
+                await points.add_lot(chain_id, member_id, entry.id, amount, now, program)
+            else:
+                await points.take_from_lots(member_id, -amount)
+        await announce_balance(chain_id, member_id, entry.id, now)
+    return {"entry_id": entry.id, "account": account, "amount": amount, "reason": reason,
+            "balances": await public_balances(member_id)}
+
+
+async def set_frozen(chain_id: int, member_id: int, frozen: bool, reason: str | None) -> Member:
+    member = await get_member(chain_id, member_id)
+    member.frozen, member.frozen_reason = frozen, (reason if frozen else None)
+    await member.save(update_fields=["frozen", "frozen_reason"])
+    return member
+
+
+async def erase(chain_id: int, member_id: int, now: datetime) -> None:
+    """PIPL erasure: personal data and identities go; the ledger stays, tied to an anonymous id."""
+    async with in_transaction():
+        member = await get_member(chain_id, member_id)
+        await Identity.filter(member_id=member.id).delete()
+        await Member.filter(id=member.id).update(
+            phone_hash=None, phone_enc=None, phone_last4=None, name_enc=None, birthday_enc=None,
+            card_no=None, tags=[], erased_at=now, frozen=True, frozen_reason="erased",
+        )
+        await emit(chain_id, "member.erased", {"member_id": member.id}, now)

@@ -1,0 +1,274 @@
+"""Tables. One chain owns every row (``chain_id``): no query crosses chains.
+
+Money is fen, points are points: both integers (BigInt). Personal data is encrypted
+(``*_enc``) and found by keyed hash (``phone_hash``). Journal entries and postings are
+never updated or deleted.
+"""
+from __future__ import annotations
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class Chain(Model):
+    id = fields.BigIntField(primary_key=True)
+    name = fields.CharField(max_length=100)
+    timezone = fields.CharField(max_length=64, default="Asia/Shanghai")
+    program = fields.JSONField(default=dict)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "chains"
+
+
+class Store(Model):
+    id = fields.BigIntField(primary_key=True)
+    chain = fields.ForeignKeyField("loyalty.Chain", related_name="stores", on_delete=fields.RESTRICT)
+    code = fields.CharField(max_length=32)
+    name = fields.CharField(max_length=100)
+    timezone = fields.CharField(max_length=64, null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "stores"
+        unique_together = (("chain", "code"),)
+
+
+class Terminal(Model):
+    id = fields.BigIntField(primary_key=True)
+    chain = fields.ForeignKeyField("loyalty.Chain", related_name="terminals", on_delete=fields.RESTRICT)
+    store = fields.ForeignKeyField("loyalty.Store", related_name="terminals", on_delete=fields.RESTRICT)
+    code = fields.CharField(max_length=32)
+    terminal_id = fields.CharField(max_length=40, unique=True)
+    secret_enc = fields.TextField()
+    active = fields.BooleanField(default=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "terminals"
+        unique_together = (("store", "code"),)
+
+
+class AdminKey(Model):
+    id = fields.BigIntField(primary_key=True)
+    chain = fields.ForeignKeyField("loyalty.Chain", related_name="admin_keys", on_delete=fields.RESTRICT)
+    role = fields.CharField(max_length=16)
+    key_hash = fields.CharField(max_length=64, unique=True)
+    prefix = fields.CharField(max_length=16)
+    label = fields.CharField(max_length=100, null=True)
+    created_by = fields.BigIntField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    revoked_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "admin_keys"
+
+
+class Member(Model):
+    id = fields.BigIntField(primary_key=True)
+    chain = fields.ForeignKeyField("loyalty.Chain", related_name="members", on_delete=fields.RESTRICT)
+    phone_hash = fields.CharField(max_length=64, null=True)
+    phone_enc = fields.TextField(null=True)
+    phone_last4 = fields.CharField(max_length=4, null=True)
+    name_enc = fields.TextField(null=True)
+    birthday_enc = fields.TextField(null=True)
+    card_no = fields.CharField(max_length=32, null=True)
+    store_code = fields.CharField(max_length=32, null=True)
+    tier_code = fields.CharField(max_length=32, default="")
+    tier_since = fields.DatetimeField(null=True)
+    tags = fields.JSONField(default=list)
+    frozen = fields.BooleanField(default=False)
+    frozen_reason = fields.CharField(max_length=200, null=True)
+    erased_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "members"
+        unique_together = (("chain", "phone_hash"), ("chain", "card_no"))
+
+
+# A member as one channel knows it: a card, a WeChat openid, a marketplace buyer id.
+#
+# ``member`` is null while the identity is unclaimed (a marketplace buyer who is no member yet).
+class Identity(Model):
+    id = fields.BigIntField(primary_key=True)
+    chain = fields.ForeignKeyField("loyalty.Chain", related_name="identities", on_delete=fields.RESTRICT)
+    member = fields.ForeignKeyField(
+        "loyalty.Member", related_name="identities", null=True, on_delete=fields.RESTRICT
+    )
+    channel = fields.CharField(max_length=32)
+    external_id = fields.CharField(max_length=128)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "identities"
+        unique_together = (("chain", "channel", "external_id"),)
+
+
+# A member's balance of one kind. ``balance`` is the materialised sum of its postings.
+class Account(Model):
+    id = fields.BigIntField(primary_key=True)
+    chain = fields.ForeignKeyField("loyalty.Chain", related_name="accounts", on_delete=fields.RESTRICT)
+    member = fields.ForeignKeyField("loyalty.Member", related_name="accounts", on_delete=fields.RESTRICT)
+    kind = fields.CharField(max_length=32)
+    balance = fields.BigIntField(default=0)
+
+    class Meta:
+        table = "accounts"
+        unique_together = (("member", "kind"),)
+
+
+class JournalEntry(Model):
+    id = fields.BigIntField(primary_key=True)
+    chain = fields.ForeignKeyField("loyalty.Chain", related_name="entries", on_delete=fields.RESTRICT)
+    key = fields.CharField(max_length=200)
+    kind = fields.CharField(max_length=32)
+    member = fields.ForeignKeyField(
+        "loyalty.Member", related_name="entries", null=True, on_delete=fields.RESTRICT
+    )
+    channel = fields.CharField(max_length=32, default="admin")
+    actor = fields.CharField(max_length=64, null=True)
+    reason = fields.CharField(max_length=500, null=True)
+    ref = fields.CharField(max_length=200, null=True)
+    occurred_at = fields.DatetimeField()
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "journal_entries"
+        unique_together = (("chain", "key"),)
+
+
+# One leg of an entry. ``account`` is set for member accounts; ``ledger`` names the
+# chain-level counterpart (points_issued, cash_received ...) whose balance is summed on read.
+class Posting(Model):
+    id = fields.BigIntField(primary_key=True)
+    entry = fields.ForeignKeyField("loyalty.JournalEntry", related_name="postings", on_delete=fields.RESTRICT)
+    chain = fields.ForeignKeyField("loyalty.Chain", related_name="postings", on_delete=fields.RESTRICT)
+    account = fields.ForeignKeyField(
+        "loyalty.Account", related_name="postings", null=True, on_delete=fields.RESTRICT
+    )
+    ledger = fields.CharField(max_length=32)
+    unit = fields.CharField(max_length=16)
+    amount = fields.BigIntField()
+
+    class Meta:
+        table = "postings"
+
+
+# Points that vested together and expire together. Sum of ``remaining`` over a member's
+# lots equals their available points whenever those are not negative.
+class PointsLot(Model):
+    id = fields.BigIntField(primary_key=True)
+    chain = fields.ForeignKeyField("loyalty.Chain", related_name="lots", on_delete=fields.RESTRICT)
+    member = fields.ForeignKeyField("loyalty.Member", related_name="lots", on_delete=fields.RESTRICT)
+    entry = fields.ForeignKeyField("loyalty.JournalEntry", related_name="lots", on_delete=fields.RESTRICT)
+    amount = fields.BigIntField()
+    remaining = fields.BigIntField()
+    vested_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "points_lots"
+
+
+# Earned points that wait for ``vest_at`` (``pending_days``, or a marketplace confirmation).
+class PendingPoints(Model):
+    id = fields.BigIntField(primary_key=True)
+    chain = fields.ForeignKeyField("loyalty.Chain", related_name="pending", on_delete=fields.RESTRICT)
+    member = fields.ForeignKeyField("loyalty.Member", related_name="pending", on_delete=fields.RESTRICT)
+    order = fields.ForeignKeyField("loyalty.Order", related_name="pending", null=True, on_delete=fields.RESTRICT)
+    amount = fields.BigIntField()
+    remaining = fields.BigIntField()
+    vest_at = fields.DatetimeField()
+    vested = fields.BooleanField(default=False)
+
+    class Meta:
+        table = "pending_points"
+
+
+# A sale from any channel, with the figures it committed and what refunds took back.
+#
+# ``source`` is where the business key lives: ``store:<id>`` for a till, ``<platform>:<shop>``
+# for a marketplace; (chain, source, txn_id) is unique forever.
+class Order(Model):
+    id = fields.BigIntField(primary_key=True)
+    chain = fields.ForeignKeyField("loyalty.Chain", related_name="orders", on_delete=fields.RESTRICT)
+    store = fields.ForeignKeyField("loyalty.Store", related_name="orders", null=True, on_delete=fields.RESTRICT)
+    channel = fields.CharField(max_length=32, default="pos")
+    source = fields.CharField(max_length=96)
+    txn_id = fields.CharField(max_length=64)
+    member = fields.ForeignKeyField("loyalty.Member", related_name="orders", null=True, on_delete=fields.RESTRICT)
+    member_code = fields.CharField(max_length=32, null=True, unique=True)
+    occurred_at = fields.DatetimeField()
+    subtotal = fields.BigIntField()
+    tier_discount = fields.BigIntField(default=0)
+    coupon_discount = fields.BigIntField(default=0)
+    points_discount = fields.BigIntField(default=0)
+    payable = fields.BigIntField()
+    points_redeemed = fields.BigIntField(default=0)
+    points_earned = fields.BigIntField(default=0)
+    points_pending_until = fields.DatetimeField(null=True)
+    stored_value_principal = fields.BigIntField(default=0)
+    stored_value_bonus = fields.BigIntField(default=0)
+    lines = fields.JSONField(default=list)
+    payments = fields.JSONField(default=list)
+    coupons = fields.JSONField(default=list)
+    result = fields.JSONField(default=dict)
+    refunded_amount = fields.BigIntField(default=0)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "orders"
+        unique_together = (("chain", "source", "txn_id"),)
+
+
+class Refund(Model):
+    id = fields.BigIntField(primary_key=True)
+    chain = fields.ForeignKeyField("loyalty.Chain", related_name="refunds", on_delete=fields.RESTRICT)
+    order = fields.ForeignKeyField("loyalty.Order", related_name="refunds", on_delete=fields.RESTRICT)
+    refund_id = fields.CharField(max_length=64)
+    amount = fields.BigIntField()
+    lines = fields.JSONField(default=list)
+    result = fields.JSONField(default=dict)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "refunds"
+        unique_together = (("order", "refund_id"),)
+
+
+# A mutating request seen under an ``Idempotency-Key``: in progress, or its stored answer.
+class IdempotencyRecord(Model):
+    id = fields.BigIntField(primary_key=True)
+    chain = fields.ForeignKeyField("loyalty.Chain", related_name="idempotency", on_delete=fields.RESTRICT)
+    key = fields.CharField(max_length=128)
+    fingerprint = fields.CharField(max_length=64)
+    state = fields.CharField(max_length=16, default="running")
+    status = fields.IntField(null=True)
+    body = fields.TextField(null=True)
+    locked_until = fields.DatetimeField()
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "idempotency_records"
+        unique_together = (("chain", "key"),)
+
+
+# A domain event to deliver after commit; written in the same transaction as its cause.
+class OutboxEvent(Model):
+    id = fields.BigIntField(primary_key=True)
+    chain = fields.ForeignKeyField("loyalty.Chain", related_name="outbox", on_delete=fields.RESTRICT)
+    event_id = fields.CharField(max_length=36, unique=True)
+    topic = fields.CharField(max_length=64)
+    payload = fields.JSONField()
+    status = fields.CharField(max_length=16, default="pending")
+    attempts = fields.IntField(default=0)
+    next_attempt_at = fields.DatetimeField()
+    locked_until = fields.DatetimeField(null=True)
+    last_error = fields.TextField(null=True)
+    created_at = fields.DatetimeField()
+    delivered_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "outbox_events"
+        indexes = (("status", "next_attempt_at"),)

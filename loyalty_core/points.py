@@ -1,0 +1,44 @@
+"""Available points and their lots, kept in step with the ledger.
+
+Invariant (checked by ``verify``): a member's lots hold ``max(points balance, 0)`` in all.
+Every function here runs inside the caller's transaction, after the entry that moved the
+points account was posted (which holds that account's row lock until commit).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from tortoise.expressions import F
+
+from .models import Account, PointsLot
+from .program import Program
+from .rules.lots import LotView, draw, lot_expiry
+
+
+async def points_balance(member_id: int) -> int:
+    account = await Account.get(member_id=member_id, kind="points")
+    return int(account.balance)
+
+
+async def add_lot(chain_id: int, member_id: int, entry_id: int, amount: int, vested_at: datetime,
+                  program: Program) -> PointsLot | None:
+    """Record ``amount`` points just credited as a lot; a negative balance absorbs them first."""
+    balance_after = await points_balance(member_id)
+    remaining = min(amount, max(balance_after, 0))
+    expires_at = lot_expiry(vested_at, program.points.expiry, ZoneInfo(program.timezone))
+    return await PointsLot.create(
+        chain_id=chain_id, member_id=member_id, entry_id=entry_id, amount=amount,
+        remaining=remaining, vested_at=vested_at, expires_at=expires_at,
+    )
+
+
+async def take_from_lots(member_id: int, amount: int) -> int:
+    """Draw ``amount`` from the lots expiring first; returns what the lots could give."""
+    lots = await PointsLot.filter(member_id=member_id, remaining__gt=0).order_by("id")
+    views = [LotView(lot.id, int(lot.remaining), lot.expires_at) for lot in lots]
+    total = 0
+    for lot_id, take in draw(views, amount):
+        await PointsLot.filter(id=lot_id).update(remaining=F("remaining") - take)
+        total += take
+    return total

@@ -1,0 +1,51 @@
+"""Points lots: when a lot expires, and which lots a spend draws from."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time
+from zoneinfo import ZoneInfo
+
+from ..program import Expiry
+from .calendar import shift_months
+
+
+def lot_expiry(vested_at: datetime, expiry: Expiry, tz: ZoneInfo) -> datetime | None:
+    """The instant a lot vested at ``vested_at`` expires, in the chain's timezone.
+
+    ``rolling_months``: the same local day N months later (clamped to the month's last day);
+    ``year_end``: the first instant of 1 January after the year ``years_after`` years on.
+    """
+    if expiry.mode == "never":
+        return None
+    local = vested_at.astimezone(tz)
+    if expiry.mode == "year_end":
+        year = local.year + expiry.years_after + 1
+        return datetime.combine(datetime(year, 1, 1).date(), time(0), tz)
+    return shift_months(local, expiry.months or 0)
+
+
+@dataclass(frozen=True)
+class LotView:
+    id: int
+    remaining: int
+    expires_at: datetime | None
+
+
+def draw_order(lots: list[LotView]) -> list[LotView]:
+    """Lots that expire first are spent first; lots that never expire come last."""
+    return sorted(lots, key=lambda lot: (lot.expires_at is None, lot.expires_at or datetime.max, lot.id))
+
+
+def draw(lots: list[LotView], amount: int) -> list[tuple[int, int]]:
+    """``(lot id, points taken)`` to cover ``amount`` from the lots, soonest-expiring first.
+    Takes what there is when the lots hold less (a claw-back into a negative balance)."""
+    taken: list[tuple[int, int]] = []
+    left = amount
+    for lot in draw_order(lots):
+        if left <= 0:
+            break
+        take = min(lot.remaining, left)
+        if take > 0:
+            taken.append((lot.id, take))
+            left -= take
+    return taken

@@ -1,0 +1,67 @@
+"""Where a member stands on the tier ladder: the metric over its window and the next threshold."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from tortoise.functions import Sum
+
+from .models import Member, Order, Posting
+from .program import Level, Program
+from .rules.calendar import shift_months
+
+
+@dataclass(frozen=True)
+class Standing:
+    level: Level
+    metric: str
+    current: int
+    next_threshold: int | None
+
+
+def window_start(program: Program, now: datetime) -> datetime:
+    tz = ZoneInfo(program.timezone)
+    local = now.astimezone(tz)
+    if program.tiers.window == "calendar_year":
+        return local.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
+    return shift_months(local, -program.tiers.window_months)
+
+
+async def metric_value(member_id: int, program: Program, now: datetime) -> int:
+    since = window_start(program, now)
+    metric = program.tiers.metric
+    if metric == "spend":
+        row = await Order.filter(member_id=member_id, occurred_at__gte=since).annotate(
+            paid=Sum("payable"), back=Sum("refunded_amount")).first().values("paid", "back")
+        return int((row or {}).get("paid") or 0) - int((row or {}).get("back") or 0)
+    ledger, positive_only = {
+        "growth": ("growth", False),
+        "points_earned": ("points", True),
+        "stored_value": ("sv_principal", True),
+    }[metric]
+    query = Posting.filter(account__member_id=member_id, ledger=ledger, entry__occurred_at__gte=since)
+    if positive_only:
+        kinds = {"points": ["earn", "behavior", "vest"], "sv_principal": ["topup"]}[ledger]
+        query = query.filter(amount__gt=0, entry__kind__in=kinds)
+    row = await query.annotate(total=Sum("amount")).first().values("total")
+    return int((row or {}).get("total") or 0)
+
+
+def level_for(program: Program, value: int) -> Level:
+    reached = program.tiers.levels[0]
+    for level in program.tiers.levels:
+        if value >= level.threshold:
+            reached = level
+    return reached
+
+
+def next_threshold(program: Program, level: Level) -> int | None:
+    above = [lv.threshold for lv in program.tiers.levels if lv.threshold > level.threshold]
+    return min(above) if above else None
+
+
+async def standing(member: Member, program: Program, now: datetime) -> Standing:
+    level = program.level(member.tier_code)
+    current = await metric_value(member.id, program, now)
+    return Standing(level, program.tiers.metric, current, next_threshold(program, level))
