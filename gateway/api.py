@@ -6,7 +6,6 @@ A handler gets a ``Call`` (principal, parsed body and query, services) and retur
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
@@ -15,7 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from tortoise.transactions import in_transaction
 
-from loyalty_core.errors import InvalidJson, LoyaltyError, NotFound, ValidationFailed
+from loyalty_core.errors import InvalidJson, LoyaltyError, NotFound, ValidationFailed, field_errors
 
 from . import auth, idempotency
 from .problems import from_error
@@ -43,7 +42,7 @@ class Call:
     def path_id(self, name: str) -> int:
         """An integer id from the path; anything else is simply not found."""
         value = self.request.match_info[name]
-        if not value.isdigit() or len(value) > 18:
+        if not (value.isascii() and value.isdigit()) or len(value) > 18:
             raise NotFound(f"No such {name.removesuffix('_id')} {value!r}")
         return int(value)
 
@@ -108,7 +107,7 @@ async def dispatch(operation: Operation, request: web.Request) -> web.StreamResp
     assert principal is not None
     claimed = await idempotency.claim(principal.chain_id, key,
                                       idempotency.fingerprint(request.method, request.raw_path, raw),
-                                      services.clock.now())
+                                      services.clock.now(), services.vault)
     if isinstance(claimed, idempotency.Replay):
         content_type = "application/problem+json" if claimed.status >= 400 else JSON
         return web.Response(status=claimed.status, text=claimed.body, content_type=content_type,
@@ -117,11 +116,11 @@ async def dispatch(operation: Operation, request: web.Request) -> web.StreamResp
         async with in_transaction():
             reply = await _run(operation, call)
             response = render(reply)
-            await idempotency.finish(claimed, reply.status, response.text or "")
+            await idempotency.finish(claimed, reply.status, response.text or "", services.vault)
         return response
     except LoyaltyError as error:
         if idempotency.storable(error.status, error.code):
-            await idempotency.finish(claimed, error.status, from_error(error).text or "")
+            await idempotency.finish(claimed, error.status, from_error(error).text or "", services.vault)
         else:
             await idempotency.release(claimed)
         raise
@@ -190,14 +189,4 @@ def as_problem(error: ValidationError) -> LoyaltyError:
     problems = error.errors(include_url=False)
     if any(p["type"] == "json_invalid" for p in problems):
         return InvalidJson("The body is not valid JSON: " + problems[0]["msg"])
-    return ValidationFailed([{"field": field_path(p["loc"]) or "(body)", "message": p["msg"]} for p in problems])
-
-
-def field_path(loc: tuple) -> str:
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif not re.match(r"^function-|^model-|^[a-z-]+\[", str(part)):
-            path += ("." if path else "") + str(part)
-    return path
+    return ValidationFailed(field_errors(problems))

@@ -5,7 +5,8 @@ it and gets 409). The handler's changes and the stored answer then commit in one
 so a crash leaves either nothing or both. A running record whose lease ran out (its process
 died) may be taken over. Answers are stored for 2xx and for business refusals (4xx after the
 request was accepted); validation errors and 5xx are not stored, so the same key can be
-retried with a corrected body or after a fault.
+retried with a corrected body or after a fault. Stored answers are encrypted with the vault:
+they may hold personal data or a credential shown once (a terminal secret, an admin key).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from datetime import datetime, timedelta
 
 from tortoise.exceptions import IntegrityError
 
+from loyalty_core.crypto import Vault
 from loyalty_core.errors import (BadRequest, IdempotencyKeyRequired, IdempotencyKeyReused,
                                  RequestInProgress)
 from loyalty_core.models import IdempotencyRecord
@@ -43,18 +45,25 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
     return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + body).hexdigest()
 
 
-async def claim(chain_id: int, key: str, print_: str, now: datetime) -> IdempotencyRecord | Replay:
+async def claim(chain_id: int, key: str, print_: str, now: datetime,
+                vault: Vault | None = None) -> IdempotencyRecord | Replay:
     """The record to finish, or the stored answer to replay."""
-    try:
-        return await IdempotencyRecord.create(chain_id=chain_id, key=key, fingerprint=print_, state="running",
-                                              locked_until=now + LEASE, created_at=now)
-    except IntegrityError:
-        pass
-    record = await IdempotencyRecord.get(chain_id=chain_id, key=key)
+    for _ in range(3):
+        try:
+            return await IdempotencyRecord.create(chain_id=chain_id, key=key, fingerprint=print_, state="running",
+                                                  locked_until=now + LEASE, created_at=now)
+        except IntegrityError:
+            pass
+        record = await IdempotencyRecord.get_or_none(chain_id=chain_id, key=key)
+        if record is not None:
+            break
+        # The twin that held the key was just released (an answer not kept): claim it afresh.
+    else:
+        raise RequestInProgress("Another request with this Idempotency-Key is running")
     if record.fingerprint != print_:
         raise IdempotencyKeyReused("This Idempotency-Key was used with another request body")
     if record.state == "done":
-        return Replay(record.status or 200, record.body or "")
+        return Replay(record.status or 200, _unseal(vault, record.body or ""))
     taken = await IdempotencyRecord.filter(id=record.id, state="running", locked_until__lt=now).update(
         locked_until=now + LEASE)
     if not taken:
@@ -62,8 +71,16 @@ async def claim(chain_id: int, key: str, print_: str, now: datetime) -> Idempote
     return record
 
 
-async def finish(record: IdempotencyRecord, status: int, body: str) -> None:
-    await IdempotencyRecord.filter(id=record.id).update(state="done", status=status, body=body)
+async def finish(record: IdempotencyRecord, status: int, body: str, vault: Vault | None = None) -> None:
+    sealed = vault.encrypt(body) if vault is not None else body
+    await IdempotencyRecord.filter(id=record.id).update(state="done", status=status, body=sealed)
+
+
+def _unseal(vault: Vault | None, stored: str) -> str:
+    """A stored answer in clear text (a JSON body, never ``v1:``) is read as it is."""
+    if vault is None or not stored.startswith("v1:"):
+        return stored
+    return vault.decrypt(stored) or ""
 
 
 async def release(record: IdempotencyRecord) -> None:

@@ -6,7 +6,8 @@ import re
 
 import structlog
 
-PHONE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
+# A mainland mobile, also written with the country code (+86, 0086, 86) in front of it.
+PHONE = re.compile(r"(?<!\d)((?:(?:\+|00)?86)?1[3-9]\d)\d{4}(\d{4})(?!\d)")
 
 
 def mask(value: object) -> object:

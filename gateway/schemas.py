@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from loyalty_core.clock import is_timezone
 from loyalty_core.errors import BadRequest
+from loyalty_core.views import Balances, Tier
 
 Code = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
 
@@ -58,27 +59,6 @@ class NewMember(Body):
     store_code: str | None = Field(None, min_length=1, max_length=32)
 
 
-class Progress(BaseModel):
-    metric: str
-    current: int
-    next_threshold: int | None
-
-
-class TierOut(BaseModel):
-    code: str
-    name: str
-    progress: Progress
-
-
-class Balances(BaseModel):
-    points: int
-    pending_points: int
-    growth: int
-    stored_value: int
-    stored_value_principal: int
-    stored_value_bonus: int
-
-
 class IdentityOut(BaseModel):
     channel: str
     external_id: str
@@ -92,7 +72,7 @@ class MemberOut(BaseModel):
     birthday: str | None
     card_no: str | None
     store_code: str | None
-    tier: TierOut
+    tier: Tier
     balances: Balances
     identities: list[IdentityOut]
     tags: list[str]
@@ -138,9 +118,13 @@ class LedgerPage(BaseModel):
     next_cursor: str | None
 
 
+MAX_ADJUSTMENT = 10**12  # far below the 64-bit columns, so no sum of adjustments overflows them
+
+
 class Adjustment(Body):
     account: Literal["points", "stored_value"]
-    amount: int = Field(description="positive credits, negative debits (never below zero)")
+    amount: int = Field(ge=-MAX_ADJUSTMENT, le=MAX_ADJUSTMENT,
+                        description="positive credits, negative debits (never below zero)")
     reason: str = Field(min_length=1, max_length=500)
 
 

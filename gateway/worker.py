@@ -15,8 +15,9 @@ import structlog
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
+from loyalty_core import jobs
 from loyalty_core.clock import Clock
-from loyalty_core.models import OutboxEvent
+from loyalty_core.models import Chain, OutboxEvent
 from loyalty_core.outbox import backoff
 
 from . import idempotency
@@ -77,12 +78,33 @@ class Relay:
         OUTBOX.labels(event.topic, "delivered").inc()
 
 
+class Schedule:
+    """Runs the points jobs for every chain every ``every``; safe beside other workers."""
+
+    def __init__(self, clock: Clock, every: timedelta = timedelta(minutes=1)) -> None:
+        self.clock = clock
+        self.every = every
+        self.next_run: datetime | None = None
+
+    async def run_due(self) -> None:
+        now = self.clock.now()
+        if self.next_run is not None and now < self.next_run:
+            return
+        self.next_run = now + self.every
+        for chain_id in await Chain.all().values_list("id", flat=True):
+            for name in ("vest_points", "expire_points"):
+                report = await jobs.run_job(name, chain_id, now)
+                if report.processed:
+                    log.info("job.ran", chain_id=chain_id, **report.as_dict(now))
+        await idempotency.purge(now)
+
+
 async def run(clock: Clock, stop: asyncio.Event, interval: float = 1.0) -> None:
-    relay = Relay(clock)
+    relay, schedule = Relay(clock), Schedule(clock)
     while not stop.is_set():
         try:
             delivered = await relay.run_once()
-            await idempotency.purge(clock.now())
+            await schedule.run_due()
         except Exception:
             log.exception("worker.cycle_failed")
             delivered = 0

@@ -17,7 +17,7 @@ class FrozenClock(Clock):
         self.at = at
 
     def now(self) -> datetime:
-        return self.at
+        return utc(self.at)
 
     def advance(self, **delta: float) -> None:
         from datetime import timedelta
@@ -28,7 +28,7 @@ class FrozenClock(Clock):
 def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as error:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as error:  # OSError: "Asia" is a directory
         raise ValueError(f"unknown timezone {name!r}") from error
 
 
@@ -38,3 +38,10 @@ def is_timezone(name: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def utc(moment: datetime) -> datetime:
+    """Every instant the core compares in a query is UTC: SQLite compares stored times as text."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: the core only handles aware times")
+    return moment.astimezone(timezone.utc)

@@ -5,6 +5,7 @@ problem+json in one place. Adapters translate foreign errors into these at their
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -25,6 +26,21 @@ class ValidationFailed(LoyaltyError):
     def __init__(self, errors: list[dict[str, str]], detail: str | None = None) -> None:
         super().__init__(detail or "The request has invalid fields.", errors=errors)
         self.errors = errors
+
+
+def field_errors(problems: list[dict]) -> list[dict[str, str]]:
+    """pydantic's error list as API.md's ``errors``: ``{"field": "lines[0].qty", "message": ...}``."""
+    return [{"field": field_path(p["loc"]) or "(body)", "message": p["msg"]} for p in problems]
+
+
+def field_path(loc: tuple) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif not re.match(r"^function-|^model-|^[a-z-]+\[", str(part)):
+            path += ("." if path else "") + str(part)
+    return path
 
 
 class InvalidJson(LoyaltyError):
@@ -143,3 +159,11 @@ class DuplicateEntry(Exception):
     def __init__(self, key: str) -> None:
         super().__init__(key)
         self.key = key
+
+
+class MemberNotFound(NotFound):
+    code, title = "member_not_found", "Member not found"
+
+
+class UnknownJob(NotFound):
+    code, title = "unknown_job", "No such job"

@@ -16,7 +16,7 @@ from .errors import AlreadyExists, BadRequest, NotFound, ValidationFailed
 from .models import Identity, JournalEntry, Member, Posting
 from .outbox import emit
 from .program import Program
-from .tiers import standing
+from .tiers import raise_tier, standing
 
 PHONE = re.compile(r"^1[3-9]\d{9}$")
 
@@ -87,6 +87,7 @@ async def _welcome(chain_id: int, member: Member, phone_hash: str, program: Prog
               ledger.Leg("growth_issued", -amount), ledger.Leg("growth", amount, member.id)],
     ))
     await points.add_lot(chain_id, member.id, entry.id, amount, now, program)
+    await raise_tier(member, program, now)
     await announce_balance(chain_id, member.id, entry.id, now)
 
 

@@ -210,11 +210,13 @@ class Order(Model):
     points_pending_until = fields.DatetimeField(null=True)
     stored_value_principal = fields.BigIntField(default=0)
     stored_value_bonus = fields.BigIntField(default=0)
+    growth_earned = fields.BigIntField(default=0)
     lines = fields.JSONField(default=list)
     payments = fields.JSONField(default=list)
     coupons = fields.JSONField(default=list)
     result = fields.JSONField(default=dict)
     refunded_amount = fields.BigIntField(default=0)
+    refund_state = fields.JSONField(default=dict)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:

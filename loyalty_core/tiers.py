@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 from tortoise.functions import Sum
 
+from .clock import utc
 from .models import Member, Order, Posting
 from .program import Level, Program
 from .rules.calendar import shift_months
@@ -24,8 +25,8 @@ def window_start(program: Program, now: datetime) -> datetime:
     tz = ZoneInfo(program.timezone)
     local = now.astimezone(tz)
     if program.tiers.window == "calendar_year":
-        return local.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
-    return shift_months(local, -program.tiers.window_months)
+        return utc(local.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0))
+    return utc(shift_months(local, -program.tiers.window_months))
 
 
 async def metric_value(member_id: int, program: Program, now: datetime) -> int:
@@ -42,7 +43,7 @@ async def metric_value(member_id: int, program: Program, now: datetime) -> int:
     }[metric]
     query = Posting.filter(account__member_id=member_id, ledger=ledger, entry__occurred_at__gte=since)
     if positive_only:
-        kinds = {"points": ["earn", "behavior", "vest"], "sv_principal": ["topup"]}[ledger]
+        kinds = {"points": ["order", "behavior", "vest"], "sv_principal": ["topup"]}[ledger]
         query = query.filter(amount__gt=0, entry__kind__in=kinds)
     row = await query.annotate(total=Sum("amount")).first().values("total")
     return int((row or {}).get("total") or 0)
@@ -65,3 +66,22 @@ async def standing(member: Member, program: Program, now: datetime) -> Standing:
     level = program.level(member.tier_code)
     current = await metric_value(member.id, program, now)
     return Standing(level, program.tiers.metric, current, next_threshold(program, level))
+
+
+async def raise_tier(member: Member, program: Program, now: datetime, first_purchase: bool = False) -> dict:
+    """Reaching a threshold upgrades at once, never down (``evaluate_tiers`` lowers after retention).
+    A ``first_purchase`` task upgrade may lift further. A level with ``manual_review`` is not
+    entered here: a reviewer decides it."""
+    current = program.level(member.tier_code)
+    target = level_for(program, await metric_value(member.id, program, now))
+    if first_purchase:
+        for upgrade in program.tiers.task_upgrades:
+            if upgrade.task == "first_purchase" and await Order.filter(member_id=member.id).count() >= upgrade.count:
+                lifted = program.level(upgrade.to)
+                target = lifted if lifted.threshold > target.threshold else target
+    changed = target.threshold > current.threshold and not target.manual_review
+    if changed:
+        await Member.filter(id=member.id).update(tier_code=target.code, tier_since=now)
+        member.tier_code = target.code
+    level = target if changed else current
+    return {"code": level.code, "name": level.name, "changed": changed}

@@ -85,3 +85,51 @@ async def problem(response, status: int, code: str) -> dict:
     assert body["code"] == code, body
     assert body["status"] == status
     return body
+
+
+# --- foundation test helpers (appended) ---------------------------------------------------------
+async def sql_rows(sql: str) -> list[dict]:
+    """Rows read straight from the database, past the ORM (what someone with the dump would see)."""
+    from tortoise import Tortoise
+
+    return await Tortoise.get_connection("default").execute_query_dict(sql)
+
+
+async def adjustment(kit: ChainKit, member_id: int, amount: int, account: str = "points", reason: str = "test",
+                     idempotency_key: str | bool = True, key: str | None = None):
+    """``POST /v1/members/{id}/adjustments``; returns the raw response."""
+    return await kit.admin("POST", f"/v1/members/{member_id}/adjustments",
+                           {"account": account, "amount": amount, "reason": reason},
+                           key=key, idempotency_key=idempotency_key)
+
+
+async def ledger_items(kit: ChainKit, member_id: int) -> list[dict]:
+    """Every ledger entry of a member over the admin API, newest first (follows the cursor)."""
+    items, cursor = [], None
+    while True:
+        path = f"/v1/members/{member_id}/ledger?limit=200" + (f"&cursor={cursor}" if cursor else "")
+        response = await kit.admin("GET", path)
+        assert response.status == 200, await response.text()
+        page = await response.json()
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return items
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def member_code(kit: ChainKit, member_id: int) -> str:
+    """A dynamic member code as the mini-program would show it (issued by the core)."""
+    from gateway.services import SERVICES
+    from loyalty_core import codes
+
+    services = kit.client.server.app[SERVICES]
+    issued = await codes.issue(services.cache, services.vault, kit.chain_id, member_id, kit.clock.now())
+    return issued.code

@@ -1,7 +1,9 @@
 """Admin API: the chain operator's console and back-office integrations (admin key)."""
 from __future__ import annotations
 
-from loyalty_core import chains, members
+from pydantic import BaseModel
+
+from loyalty_core import chains, jobs, members
 from loyalty_core.models import AdminKey, Store
 from loyalty_core.program import Program
 
@@ -162,3 +164,19 @@ async def list_admin_keys(call: Call):
 async def revoke_admin_key(call: Call):
     await chains.revoke_admin_key(call.chain_id, call.path_id("key_id"), call.services.clock.now())
     return Reply(None, 204)
+
+
+class JobOut(BaseModel):
+    job: str
+    processed: int
+    points: int
+    ran_at: str
+
+
+@API.route("POST", "/v1/jobs/{name}", auth="admin:jobs", summary="Run a scheduled job now", tag="jobs",
+           response=JobOut, idempotent="optional", errors=("unauthorized", "forbidden", "unknown_job"),
+           description="vest_points, expire_points. Safe to run twice or alongside the worker.")
+async def run_job(call: Call):
+    now = call.services.clock.now()
+    report = await jobs.run_job(call.request.match_info["name"], call.chain_id, now)
+    return report.as_dict(now)

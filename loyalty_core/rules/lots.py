@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from ..program import Expiry
@@ -12,16 +12,17 @@ from .calendar import shift_months
 def lot_expiry(vested_at: datetime, expiry: Expiry, tz: ZoneInfo) -> datetime | None:
     """The instant a lot vested at ``vested_at`` expires, in the chain's timezone.
 
-    ``rolling_months``: the same local day N months later (clamped to the month's last day);
-    ``year_end``: the first instant of 1 January after the year ``years_after`` years on.
+    Points live through their last day: ``rolling_months`` ends with the local day N months after
+    vesting (clamped to the month's last day), ``year_end`` with 31 December of the year
+    ``years_after`` years on. The lot expires at the following local midnight.
     """
     if expiry.mode == "never":
         return None
     local = vested_at.astimezone(tz)
     if expiry.mode == "year_end":
-        year = local.year + expiry.years_after + 1
-        return datetime.combine(datetime(year, 1, 1).date(), time(0), tz)
-    return shift_months(local, expiry.months or 0)
+        return datetime.combine(date(local.year + expiry.years_after + 1, 1, 1), time(0), tz)
+    last_day = shift_months(local, expiry.months or 0).date()
+    return datetime.combine(last_day + timedelta(days=1), time(0), tz)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""The in-store POS channel: its payloads and how they become core orders."""

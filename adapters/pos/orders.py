@@ -1,0 +1,68 @@
+"""A till's order payload -> the core's ``OrderInput``.
+
+The member is whoever the code names *at the time of the sale*: an offline upload resolves a
+dynamic code against its ``occurred_at`` (codes are remembered for a day). Only a dynamic code
+is kept on the order, where a unique constraint lets it commit one order only.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pydantic import ValidationError
+
+from loyalty_core import codes
+from loyalty_core.crypto import Vault
+from loyalty_core.errors import LoyaltyError, ValidationFailed, field_errors
+from loyalty_core.models import Store
+from loyalty_core.orders import OrderInput, Payment
+from loyalty_core.rules.pricing import Line
+
+from .schemas import OrderIn, PreviewIn
+
+FUTURE_SLACK = timedelta(seconds=300)
+
+
+def source(store: Store) -> str:
+    return f"store:{store.id}"
+
+
+async def to_core(body: PreviewIn, store: Store, chain_id: int, cache: codes.Cache, vault: Vault,
+                  now: datetime) -> OrderInput:
+    occurred_at = body.occurred_at or now
+    if occurred_at > now + FUTURE_SLACK:
+        raise ValidationFailed([{"field": "occurred_at", "message": "is in the future"}])
+    member, dynamic = None, None
+    if body.member_code:
+        member, dynamic = await codes.find_member(cache, vault, chain_id, body.member_code, occurred_at)
+    elif body.member_id:
+        member = await codes.member_by_id(chain_id, body.member_id)
+    return OrderInput(
+        source=source(store), txn_id=body.txn_id or "preview", occurred_at=occurred_at, store_id=store.id,
+        lines=[Line(sku=l.sku, category=l.category, qty=l.qty, unit_price=l.unit_price, amount=l.amount)
+               for l in body.lines],
+        member=member, member_code=dynamic, coupons=list(body.coupons), redeem_points=body.redeem_points,
+        payments=[Payment(p.method, p.amount) for p in getattr(body, "payments", [])],
+    )
+
+
+def parse_batch_order(raw: dict, index: int) -> OrderIn | LoyaltyError:
+    """One order of a batch, validated on its own so that one bad order rejects only itself."""
+    try:
+        order = OrderIn.model_validate(raw)
+    except ValidationError as error:
+        return ValidationFailed(field_errors(error.errors(include_url=False)), detail=f"orders[{index}] has invalid fields")
+    if order.occurred_at is None:
+        return ValidationFailed([{"field": "occurred_at", "message": "an offline sale needs its time"}],
+                                detail=f"orders[{index}] has invalid fields")
+    return order
+
+
+def in_occurred_order(parsed: list[OrderIn | LoyaltyError]) -> list[tuple[int, OrderIn | LoyaltyError]]:
+    """Invalid orders first (they touch nothing), then the rest by ``occurred_at``, stable."""
+    def when(item: tuple[int, OrderIn | LoyaltyError]) -> tuple[int, float, int]:
+        index, value = item
+        if isinstance(value, LoyaltyError):
+            return (0, 0.0, index)
+        return (1, value.occurred_at.timestamp(), index)
+
+    return sorted(enumerate(parsed), key=when)

@@ -1,0 +1,151 @@
+"""The POS channel's payloads as a till sends them (see API.md, POS API)."""
+from __future__ import annotations
+
+from datetime import date
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from loyalty_core.views import Balances, Tier
+
+
+class Body(BaseModel):
+    """Unknown fields are refused (422), so a typo never passes silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Scan(Body):
+    code: str = Field(min_length=1, max_length=64, description="whatever the scanner read")
+
+
+class ScanMember(BaseModel):
+    id: int
+    display_name: str
+    tier: Tier
+    balances: Balances
+    frozen: bool
+
+
+class ScanOut(BaseModel):
+    kind: str
+    member: ScanMember
+    coupons: list[dict]
+
+
+class LineIn(Body):
+    sku: str = Field(min_length=1, max_length=64)
+    name: str | None = Field(None, max_length=200)
+    category: str | None = Field(None, max_length=64)
+    qty: int = Field(ge=1, le=100000)
+    unit_price: int = Field(ge=0)
+    amount: int = Field(ge=0, description="fen")
+
+
+class PaymentIn(Body):
+    method: str = Field(min_length=1, max_length=32, description="wechat_pay, alipay, cash, card, stored_value ...")
+    amount: int = Field(ge=0, description="fen")
+
+
+class PreviewIn(Body):
+    txn_id: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    member_code: str | None = Field(None, min_length=1, max_length=64)
+    member_id: int | None = Field(None, ge=1)
+    occurred_at: AwareDatetime | None = Field(None, description="RFC 3339 with offset; default now")
+    lines: list[LineIn] = Field(min_length=1, max_length=500)
+    coupons: list[str] = Field(default_factory=list, max_length=20)
+    redeem_points: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_member_reference(self):
+        if self.member_code and self.member_id:
+            raise ValueError("send member_code or member_id, not both")
+        return self
+
+
+class OrderIn(PreviewIn):
+    txn_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    payments: list[PaymentIn] = Field(default_factory=list, max_length=20)
+
+
+class PreviewOut(BaseModel):
+    subtotal: int
+    tier_discount: int
+    coupon_discount: int
+    points_discount: int
+    payable: int
+    points_to_earn: int
+
+
+class OrderTier(BaseModel):
+    code: str
+    name: str
+    changed: bool
+
+
+class OrderOut(BaseModel):
+    order_id: int
+    txn_id: str
+    member_id: int | None
+    subtotal: int
+    tier_discount: int
+    coupon_discount: int
+    points_discount: int
+    payable: int
+    points_redeemed: int
+    points_earned: int
+    points_pending_until: str | None
+    campaign: str | None
+    balances: Balances | None
+    tier: OrderTier
+    duplicate: bool
+
+
+class RefundLine(Body):
+    sku: str = Field(min_length=1, max_length=64)
+    qty: int = Field(ge=1)
+
+
+class RefundIn(Body):
+    refund_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    lines: list[RefundLine] | None = Field(None, min_length=1, max_length=500)
+    amount: int | None = Field(None, ge=1, description="fen of the order's payable")
+
+    @model_validator(mode="after")
+    def _lines_or_amount(self):
+        if (self.lines is None) == (self.amount is None):
+            raise ValueError("send either lines or amount")
+        return self
+
+
+class RefundOut(BaseModel):
+    refund_id: str
+    order_id: int
+    txn_id: str
+    amount: int
+    points_reversed: int
+    points_returned: int
+    stored_value_returned: int
+    coupons_restored: list[str]
+    balances: Balances | None
+    duplicate: bool
+
+
+class BatchIn(Body):
+    orders: list[dict] = Field(min_length=1, max_length=500, description="orders as POST /v1/pos/orders takes them")
+
+
+class BatchResult(BaseModel):
+    txn_id: str | None
+    status: str
+    problem: dict | None = None
+    result: dict | None = None
+
+
+class BatchOut(BaseModel):
+    results: list[BatchResult]
+
+
+class PosMember(Body):
+    phone: str = Field(min_length=11, max_length=20)
+    name: str | None = Field(None, min_length=1, max_length=50)
+    birthday: date | None = None

@@ -1,0 +1,1 @@
+"""Load figures for the gateway: ``python -m bench``. Figures to compare, never pass/fail."""

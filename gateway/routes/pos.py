@@ -1,0 +1,125 @@
+"""POS API: what a till does at the counter (terminal signature on every call)."""
+from __future__ import annotations
+
+import orjson
+
+from adapters.pos import orders as pos_orders
+from adapters.pos.schemas import (BatchIn, BatchOut, OrderIn, OrderOut, PosMember, PreviewIn, PreviewOut,
+                                  RefundIn, RefundOut, Scan, ScanOut)
+from loyalty_core import chains, codes, members, orders
+from loyalty_core.errors import LoyaltyError
+from loyalty_core.models import Store
+
+from .. import schemas as s
+from ..api import Call, Reply
+from ..problems import from_error
+from . import API
+
+SIGNED = ("unauthorized", "stale_request", "replayed_request", "invalid_signature")
+REFUSALS = ("insufficient_points", "insufficient_stored_value", "coupon_not_usable", "member_frozen",
+            "invalid_redeem_points", "redeem_over_limit")
+
+
+async def _context(call: Call):
+    store = await Store.get(id=call.principal.store_id)
+    return store, await chains.get_program(call.chain_id)
+
+
+@API.route("POST", "/v1/pos/members", auth="terminal", summary="Register a member at the counter", tag="pos",
+           body=PosMember, response=s.MemberOut, status=201, idempotent=True,
+           errors=SIGNED + ("already_exists", "validation_error"))
+async def register_member(call: Call):
+    store, program = await _context(call)
+    now = call.services.clock.now()
+    new = members.NewMember(phone=call.body.phone, name=call.body.name, birthday=call.body.birthday,
+                            store_code=store.code, channel="pos")
+    member = await members.register_member(call.chain_id, new, program, call.services.vault, now)
+    return Reply(await members.member_view(member, program, call.services.vault, now), 201)
+
+
+@API.route("POST", "/v1/pos/scan", auth="terminal", summary="Identify what the scanner read", tag="pos",
+           body=Scan, response=ScanOut, errors=SIGNED + ("code_not_found", "code_expired"),
+           description="A dynamic member code (18 digits), an 11-digit phone or a member card number.")
+async def scan(call: Call):
+    _, program = await _context(call)
+    now = call.services.clock.now()
+    member, _ = await codes.find_member(call.services.cache, call.services.vault, call.chain_id, call.body.code, now)
+    return {"kind": "member", "coupons": [], "member": {
+        "id": member.id, "display_name": members.display_name(member, call.services.vault),
+        "tier": await members.tier_view(member, program, now), "balances": await members.public_balances(member.id),
+        "frozen": member.frozen}}
+
+
+@API.route("POST", "/v1/pos/checkout/preview", auth="terminal", summary="Price an order without committing it",
+           tag="pos", body=PreviewIn, response=PreviewOut,
+           errors=SIGNED + REFUSALS + ("code_not_found", "code_expired", "member_not_found"),
+           description="The same figures POST /v1/pos/orders would commit; refuses what it would refuse. No side effects.")
+async def preview(call: Call):
+    store, program = await _context(call)
+    order = await pos_orders.to_core(call.body, store, call.chain_id, call.services.cache, call.services.vault,
+                                     call.services.clock.now())
+    figures = await orders.quote(call.chain_id, order, program)
+    return {"subtotal": figures.subtotal, "tier_discount": figures.tier_discount,
+            "coupon_discount": figures.coupon_discount, "points_discount": figures.points_discount,
+            "payable": figures.payable, "points_to_earn": figures.points_to_earn}
+
+
+@API.route("POST", "/v1/pos/orders", auth="terminal", summary="Commit a sale", tag="pos", body=OrderIn,
+           response=OrderOut, status=201, idempotent=True,
+           errors=SIGNED + REFUSALS + ("amount_mismatch", "code_used", "code_not_found", "code_expired",
+                                       "member_not_found"),
+           description="All or nothing. The same (store, txn_id) again answers 200 with the first result and "
+                       "duplicate: true. A dynamic member code commits one order only (409 code_used).")
+async def place_order(call: Call):
+    store, program = await _context(call)
+    placed = await _place(call, call.body, store, program)
+    return Reply(placed.result, 200 if placed.duplicate else 201)
+
+
+async def _place(call: Call, body: OrderIn, store: Store, program) -> orders.Placed:
+    order = await pos_orders.to_core(body, store, call.chain_id, call.services.cache, call.services.vault,
+                                     call.services.clock.now())
+    return await orders.place_order(call.chain_id, order, program, call.services.clock.now())
+
+
+@API.route("POST", "/v1/pos/orders/batch", auth="terminal", summary="Upload sales kept while offline", tag="pos",
+           body=BatchIn, response=BatchOut, idempotent="optional",
+           description="Applied in occurred_at order, each on its own: created, duplicate or rejected (with the "
+                       "problem it would have answered). Safe to send again.")
+async def upload_batch(call: Call):
+    store, program = await _context(call)
+    parsed = [pos_orders.parse_batch_order(raw, index) for index, raw in enumerate(call.body.orders)]
+    results: list[dict | None] = [None] * len(parsed)
+    for index, item in pos_orders.in_occurred_order(parsed):
+        results[index] = await _batch_one(call, item, store, program)
+    return {"results": results}
+
+
+async def _batch_one(call: Call, item, store: Store, program) -> dict:
+    if isinstance(item, LoyaltyError):
+        return {"txn_id": None, "status": "rejected", "problem": _problem_dict(item)}
+    try:
+        placed = await _place(call, item, store, program)
+    except LoyaltyError as error:
+        return {"txn_id": item.txn_id, "status": "rejected", "problem": _problem_dict(error)}
+    return {"txn_id": item.txn_id, "status": "duplicate" if placed.duplicate else "created", "result": placed.result}
+
+
+def _problem_dict(error: LoyaltyError) -> dict:
+    return orjson.loads(from_error(error).body)
+
+
+@API.route("POST", "/v1/pos/orders/{txn_id}/refunds", auth="terminal", summary="Refund an order, wholly or partly",
+           tag="pos", body=RefundIn, response=RefundOut, status=201, idempotent=True,
+           errors=SIGNED + ("order_not_found", "refund_exceeds_order"),
+           description="By lines ({sku, qty}) or by amount (fen of the payable). Earned points are reversed pro rata "
+                       "(even into a negative balance); redeemed points and stored value come back pro rata. "
+                       "The same refund_id again answers 200 with the first result.")
+async def refund(call: Call):
+    store, program = await _context(call)
+    body = call.body
+    placed = await orders.refund_order(call.chain_id, orders.RefundInput(
+        source=pos_orders.source(store), txn_id=call.request.match_info["txn_id"], refund_id=body.refund_id,
+        lines=[(line.sku, line.qty) for line in body.lines] if body.lines else None, amount=body.amount),
+        program, call.services.clock.now())
+    return Reply(placed.result, 200 if placed.duplicate else 201)

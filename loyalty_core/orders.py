@@ -1,0 +1,333 @@
+"""Sales and refunds from any channel, applied to the ledger all or nothing.
+
+An order's figures come from the pure pricing rules; this module only reads what they need,
+commits the order, its journal entry, lots, pending points and outbox events in one
+transaction, and answers a retry of the same business key with the first result.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
+
+from tortoise.exceptions import IntegrityError
+from tortoise.expressions import F
+from tortoise.transactions import in_transaction
+
+from . import ledger, points
+from .errors import (AmountMismatch, CodeUsed, CouponNotUsable, DuplicateEntry, InsufficientPoints,
+                     InsufficientStoredValue, InvalidRedeemPoints, MemberFrozen, OrderNotFound)
+from .members import announce_balance, public_balances
+from .models import Member, Order, PendingPoints, Refund
+from .outbox import emit
+from .program import Level, Program
+from .rules import pricing
+from .tiers import raise_tier
+
+
+@dataclass(frozen=True)
+class Payment:
+    method: str
+    amount: int
+
+
+@dataclass
+class OrderInput:
+    """A sale in the core's own words; adapters build it from their channel's payload."""
+
+    source: str                      # where the business key lives: store:<id>, youzan:<shop> ...
+    txn_id: str
+    occurred_at: datetime
+    lines: list[pricing.Line]
+    member: Member | None = None
+    member_code: str | None = None   # the dynamic code that named the member, used once
+    coupons: list[str] = field(default_factory=list)
+    redeem_points: int = 0
+    payments: list[Payment] = field(default_factory=list)
+    store_id: int | None = None
+    channel: str = "pos"
+
+
+@dataclass(frozen=True)
+class Placed:
+    result: dict
+    duplicate: bool
+
+
+def _level(program: Program, member: Member | None) -> Level:
+    return program.level(member.tier_code) if member else program.tiers.levels[0]
+
+
+async def quote(chain_id: int, order: OrderInput, program: Program) -> pricing.Quote:
+    """The figures an order would commit; raises what the order would refuse. Changes nothing."""
+    member = order.member
+    if member is not None and member.frozen:
+        raise MemberFrozen("This member is frozen: no earning or spending")
+    if order.coupons:
+        raise CouponNotUsable(f"Coupon {order.coupons[0]!r} is not an unused coupon of this member")
+    if order.redeem_points and member is None:
+        raise InvalidRedeemPoints("A guest sale cannot redeem points")
+    figures = pricing.price_order(order.lines, program, _level(program, member), 0, order.redeem_points,
+                                  order.occurred_at)
+    if member is None:
+        figures = _guest(figures)
+    elif figures.points_discount:
+        balance = await points.points_balance(member.id)
+        if balance < order.redeem_points:
+            raise InsufficientPoints(f"{order.redeem_points} points asked, {max(balance, 0)} available")
+    return figures
+
+
+def _guest(figures: pricing.Quote) -> pricing.Quote:
+    """A guest sale is recorded at its price and earns nothing."""
+    return replace(figures, points_to_earn=0, growth_to_earn=0)
+
+
+async def find_order(chain_id: int, source: str, txn_id: str) -> Order | None:
+    return await Order.get_or_none(chain_id=chain_id, source=source, txn_id=txn_id)
+
+
+async def place_order(chain_id: int, order: OrderInput, program: Program, now: datetime) -> Placed:
+    """Commit a sale once per (source, txn_id); a repeat answers the first result."""
+    existing = await find_order(chain_id, order.source, order.txn_id)
+    if existing is not None:
+        return Placed({**existing.result, "duplicate": True}, True)
+    figures = await quote(chain_id, order, program)
+    paid = sum(p.amount for p in order.payments)
+    if paid != figures.payable:
+        raise AmountMismatch(f"Payments add up to {paid} fen; the payable amount is {figures.payable} fen",
+                             payable=figures.payable)
+    try:
+        async with in_transaction():
+            row = await _record(chain_id, order, figures)
+            result = await _apply(chain_id, order, figures, program, row, now)
+    except IntegrityError:
+        again = await find_order(chain_id, order.source, order.txn_id)
+        if again is not None:
+            return Placed({**again.result, "duplicate": True}, True)
+        raise CodeUsed("This member code was used for an order already: ask for a fresh one") from None
+    except DuplicateEntry:
+        again = await find_order(chain_id, order.source, order.txn_id)
+        return Placed({**again.result, "duplicate": True}, True) if again else Placed({}, True)
+    return Placed(result, False)
+
+
+async def _record(chain_id: int, order: OrderInput, figures: pricing.Quote) -> Order:
+    return await Order.create(
+        chain_id=chain_id, store_id=order.store_id, channel=order.channel, source=order.source,
+        txn_id=order.txn_id, member_id=order.member.id if order.member else None, member_code=order.member_code,
+        occurred_at=order.occurred_at, subtotal=figures.subtotal, tier_discount=figures.tier_discount,
+        coupon_discount=figures.coupon_discount, points_discount=figures.points_discount, payable=figures.payable,
+        points_redeemed=order.redeem_points if figures.points_discount else 0,
+        points_earned=figures.points_to_earn, growth_earned=figures.growth_to_earn,
+        lines=[_line_json(line) for line in figures.lines],
+        payments=[{"method": p.method, "amount": p.amount} for p in order.payments],
+        coupons=order.coupons,
+    )
+
+
+def _line_json(line: pricing.PricedLine) -> dict:
+    return {"sku": line.sku, "category": line.category, "qty": line.qty, "amount": line.amount,
+            "tier_share": line.tier_share, "coupon_share": line.coupon_share, "points_share": line.points_share,
+            "eligible": line.eligible, "factor": str(line.factor), "refunded_qty": 0}
+
+
+async def _apply(chain_id: int, order: OrderInput, figures: pricing.Quote, program: Program, row: Order,
+                 now: datetime) -> dict:
+    member = order.member
+    pending_until = None
+    tier = {"code": _level(program, member).code, "name": _level(program, member).name, "changed": False}
+    if member is not None:
+        principal, bonus = await _split_stored_value(member.id, order.payments)
+        pending_until = _pending_until(program, order.occurred_at)
+        legs = _order_legs(member.id, row.points_redeemed, figures, principal, bonus, pending_until is not None)
+        entry = await ledger.post(chain_id, ledger.Entry(
+            key=f"order:{order.source}:{order.txn_id}", kind="order", member_id=member.id, channel=order.channel,
+            ref=f"order:{row.id}", occurred_at=order.occurred_at, legs=legs))
+        await _move_points(chain_id, member.id, entry.id, row, figures.points_to_earn, pending_until, program, now)
+        row.stored_value_principal, row.stored_value_bonus = principal, bonus
+        tier = await raise_tier(member, program, now, first_purchase=True)
+        await announce_balance(chain_id, member.id, entry.id, now)
+    result = {
+        "order_id": row.id, "txn_id": row.txn_id, "member_id": member.id if member else None,
+        "subtotal": figures.subtotal, "tier_discount": figures.tier_discount,
+        "coupon_discount": figures.coupon_discount, "points_discount": figures.points_discount,
+        "payable": figures.payable, "points_redeemed": row.points_redeemed, "points_earned": figures.points_to_earn,
+        "points_pending_until": pending_until.isoformat() if pending_until else None,
+        "campaign": figures.campaign,
+        "balances": await public_balances(member.id) if member else None,
+        "tier": tier, "duplicate": False,
+    }
+    row.result = result
+    await row.save(update_fields=["result", "stored_value_principal", "stored_value_bonus"])
+    await emit(chain_id, "order.created", {"order_id": row.id, "source": row.source, "txn_id": row.txn_id,
+                                           "member_id": result["member_id"], "payable": figures.payable}, now)
+    return result
+
+
+def _pending_until(program: Program, occurred_at: datetime) -> datetime | None:
+    days = program.points.pending_days
+    return occurred_at + timedelta(days=days) if days > 0 else None
+
+
+async def _split_stored_value(member_id: int, payments: list[Payment]) -> tuple[int, int]:
+    """Stored-value payments spend principal first, then bonus."""
+    wanted = sum(p.amount for p in payments if p.method == "stored_value")
+    if not wanted:
+        return 0, 0
+    balances = await ledger.balances(member_id)
+    principal = min(wanted, max(balances.get("sv_principal", 0), 0))
+    bonus = wanted - principal
+    if bonus > balances.get("sv_bonus", 0):
+        raise InsufficientStoredValue(f"{wanted} fen asked, {principal + max(balances.get('sv_bonus', 0), 0)} available")
+    return principal, bonus
+
+
+def _order_legs(member_id: int, redeemed: int, figures: pricing.Quote, principal: int, bonus: int,
+                pending: bool) -> list[ledger.Leg]:
+    earned = figures.points_to_earn
+    return [
+        ledger.Leg("points", -redeemed, member_id, guard=True), ledger.Leg("points_redeemed", redeemed),
+        ledger.Leg("sv_principal", -principal, member_id, guard=True), ledger.Leg("sv_spent", principal),
+        ledger.Leg("sv_bonus", -bonus, member_id, guard=True), ledger.Leg("bonus_spent", bonus),
+        ledger.Leg("points_pending" if pending else "points", earned, member_id), ledger.Leg("points_issued", -earned),
+        ledger.Leg("growth", figures.growth_to_earn, member_id), ledger.Leg("growth_issued", -figures.growth_to_earn),
+    ]
+
+
+async def _move_points(chain_id: int, member_id: int, entry_id: int, row: Order, earned: int,
+                       pending_until: datetime | None, program: Program, now: datetime) -> None:
+    if row.points_redeemed:
+        await points.take_from_lots(member_id, row.points_redeemed)
+    if not earned:
+        return
+    if pending_until is not None:
+        await PendingPoints.create(chain_id=chain_id, member_id=member_id, order_id=row.id, amount=earned,
+                                   remaining=earned, vest_at=pending_until)
+    else:
+        await points.add_lot(chain_id, member_id, entry_id, earned, row.occurred_at, program)
+
+
+# ---- refunds -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RefundInput:
+    source: str
+    txn_id: str
+    refund_id: str
+    lines: list[tuple[str, int]] | None = None
+    amount: int | None = None
+
+
+async def refund_order(chain_id: int, refund: RefundInput, program: Program, now: datetime) -> Placed:
+    """Take back, pro rata, what an order gave and return what it took; once per refund_id."""
+    order = await find_order(chain_id, refund.source, refund.txn_id)
+    if order is None:
+        raise OrderNotFound(f"No order {refund.txn_id!r} at this store")
+    done = await Refund.get_or_none(order_id=order.id, refund_id=refund.refund_id)
+    if done is not None:
+        return Placed({**done.result, "duplicate": True}, True)
+    try:
+        async with in_transaction():
+            order = await Order.select_for_update().get(id=order.id)
+            result = await _apply_refund(chain_id, order, refund, program, now)
+    except (IntegrityError, DuplicateEntry):
+        done = await Refund.get(order_id=order.id, refund_id=refund.refund_id)
+        return Placed({**done.result, "duplicate": True}, True)
+    return Placed(result, False)
+
+
+def _figures(order: Order) -> pricing.OrderFigures:
+    state = order.refund_state or {}
+    lines = [pricing.PricedLine(sku=l["sku"], category=l["category"], qty=l["qty"], amount=l["amount"],
+                                tier_share=l["tier_share"], coupon_share=l["coupon_share"],
+                                points_share=l["points_share"], eligible=l["eligible"],
+                                factor=Decimal(l["factor"])) for l in order.lines]
+    return pricing.OrderFigures(
+        payable=order.payable, subtotal=order.subtotal, points_earned=order.points_earned,
+        points_redeemed=order.points_redeemed, sv_principal_paid=order.stored_value_principal,
+        sv_bonus_paid=order.stored_value_bonus, growth_earned=order.growth_earned, lines=lines,
+        refunded_qty=[l.get("refunded_qty", 0) for l in order.lines], refunded_amount=order.refunded_amount,
+        refunded_ratio=Fraction(state.get("ratio", "0")), refunded_earn_ratio=Fraction(state.get("earn_ratio", "0")),
+        points_reversed=state.get("points_reversed", 0), points_returned=state.get("points_returned", 0),
+        sv_principal_returned=state.get("sv_principal_returned", 0), sv_bonus_returned=state.get("sv_bonus_returned", 0),
+        growth_reversed=state.get("growth_reversed", 0),
+    )
+
+
+async def _apply_refund(chain_id: int, order: Order, refund: RefundInput, program: Program, now: datetime) -> dict:
+    figures = _figures(order)
+    refunded_qty = figures.refunded_qty
+    if refund.lines is not None:
+        share, refunded_qty = pricing.refund_by_lines(figures, refund.lines)
+    else:
+        share = pricing.refund_by_amount(figures, refund.amount or 0)
+    row = await Refund.create(chain_id=chain_id, order_id=order.id, refund_id=refund.refund_id, amount=share.amount,
+                              lines=[{"sku": s, "qty": q} for s, q in (refund.lines or [])])
+    balances = None
+    if order.member_id is not None:
+        from_pending = await _pending_of(order, share.points_reversed)
+        entry = await _post_refund(chain_id, order, refund, share, from_pending, now)
+        await _refund_points(chain_id, order, entry.id, share, from_pending, program, now)
+        await announce_balance(chain_id, order.member_id, entry.id, now)
+        balances = await public_balances(order.member_id)
+    _remember_refund(order, figures, share, refunded_qty)
+    await order.save(update_fields=["refunded_amount", "refund_state", "lines"])
+    result = {"refund_id": refund.refund_id, "order_id": order.id, "txn_id": order.txn_id, "amount": share.amount,
+              "points_reversed": share.points_reversed, "points_returned": share.points_returned,
+              "stored_value_returned": share.sv_principal_returned + share.sv_bonus_returned,
+              "coupons_restored": [], "balances": balances, "duplicate": False}
+    row.result = result
+    await row.save(update_fields=["result"])
+    await emit(chain_id, "order.refunded", {"order_id": order.id, "refund_id": refund.refund_id,
+                                            "amount": share.amount, "member_id": order.member_id}, now)
+    return result
+
+
+async def _post_refund(chain_id: int, order: Order, refund: RefundInput, share: pricing.RefundShare,
+                       from_pending: int, now: datetime):
+    member_id = order.member_id
+    from_available = share.points_reversed - from_pending
+    legs = [
+        ledger.Leg("points_pending", -from_pending, member_id), ledger.Leg("points", -from_available, member_id),
+        ledger.Leg("points_issued", share.points_reversed),
+        ledger.Leg("points", share.points_returned, member_id), ledger.Leg("points_redeemed", -share.points_returned),
+        ledger.Leg("sv_principal", share.sv_principal_returned, member_id),
+        ledger.Leg("sv_spent", -share.sv_principal_returned),
+        ledger.Leg("sv_bonus", share.sv_bonus_returned, member_id), ledger.Leg("bonus_spent", -share.sv_bonus_returned),
+        ledger.Leg("growth", -share.growth_reversed, member_id), ledger.Leg("growth_issued", share.growth_reversed),
+    ]
+    return await ledger.post(chain_id, ledger.Entry(
+        key=f"refund:{order.id}:{refund.refund_id}", kind="refund", member_id=member_id, channel=order.channel,
+        ref=f"order:{order.id}", occurred_at=now, legs=legs))
+
+
+async def _pending_of(order: Order, wanted: int) -> int:
+    """Points of this order still pending are reversed there first."""
+    pending = await PendingPoints.get_or_none(order_id=order.id, vested=False)
+    return min(wanted, int(pending.remaining)) if pending else 0
+
+
+async def _refund_points(chain_id: int, order: Order, entry_id: int, share: pricing.RefundShare,
+                         from_pending: int, program: Program, now: datetime) -> None:
+    if from_pending:
+        await PendingPoints.filter(order_id=order.id, vested=False).update(remaining=F("remaining") - from_pending)
+    if share.points_reversed - from_pending:
+        await points.take_from_lots(order.member_id, share.points_reversed - from_pending)
+    if share.points_returned:
+        await points.add_lot(chain_id, order.member_id, entry_id, share.points_returned, now, program)
+
+
+def _remember_refund(order: Order, figures: pricing.OrderFigures, share: pricing.RefundShare,
+                     refunded_qty: list[int]) -> None:
+    order.refunded_amount = figures.refunded_amount + share.amount
+    order.lines = [{**line, "refunded_qty": qty} for line, qty in zip(order.lines, refunded_qty)]
+    order.refund_state = {
+        "ratio": str(share.ratio), "earn_ratio": str(share.earn_ratio),
+        "points_reversed": figures.points_reversed + share.points_reversed,
+        "points_returned": figures.points_returned + share.points_returned,
+        "sv_principal_returned": figures.sv_principal_returned + share.sv_principal_returned,
+        "sv_bonus_returned": figures.sv_bonus_returned + share.sv_bonus_returned,
+        "growth_reversed": figures.growth_reversed + share.growth_reversed,
+    }

@@ -1,0 +1,96 @@
+"""The `loyalty` command as an operator runs it, against the test database."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+from loyalty_core.verify import verify
+from tests.conftest import SECRET
+
+from ..helpers import adjustment, sql_rows
+
+LOYALTY = str(Path(sys.executable).with_name("loyalty"))
+
+
+async def loyalty(database_url: str, *args: str) -> tuple[int, str, str]:
+    env = {**os.environ, "DATABASE_URL": database_url, "LOYALTY_SECRET": SECRET, "LOG_LEVEL": "WARNING"}
+    env.pop("REDIS_URL", None)
+    process = await asyncio.create_subprocess_exec(LOYALTY, *args, env=env, stdout=asyncio.subprocess.PIPE,
+                                                   stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_chain_create_prints_a_working_owner_key(client, database_url):
+    code, out, err = await loyalty(database_url, "chain", "create", "茶饮连锁", "--timezone", "Asia/Shanghai")
+    assert code == 0, err
+    printed = json.loads(out)
+    assert set(printed) == {"chain_id", "admin_key"}
+    headers = {"Authorization": f"Bearer {printed['admin_key']}"}
+    program = await client.get("/v1/program", headers=headers)
+    assert program.status == 200
+    assert (await program.json())["timezone"] == "Asia/Shanghai"
+    store = await client.post("/v1/stores", json={"code": "S01", "name": "First"}, headers=headers)
+    assert store.status == 201
+    keys = await (await client.get("/v1/admin-keys", headers=headers)).json()
+    assert [k["role"] for k in keys["items"]] == ["owner"]
+    chains = await sql_rows(f"SELECT name, timezone FROM chains WHERE id = {printed['chain_id']}")
+    assert chains == [{"name": "茶饮连锁", "timezone": "Asia/Shanghai"}]
+
+    code, out, err = await loyalty(database_url, "chain", "create", "Tokyo", "--timezone", "Asia/Tokyo")
+    assert code == 0, err
+    tokyo = json.loads(out)
+    assert tokyo["chain_id"] != printed["chain_id"] and tokyo["admin_key"] != printed["admin_key"]
+    program = await client.get("/v1/program", headers={"Authorization": f"Bearer {tokyo['admin_key']}"})
+    assert (await program.json())["timezone"] == "Asia/Tokyo"
+
+
+async def test_chain_create_refuses_an_unknown_timezone(client, database_url):
+    for zone in ["Mars/Olympus_Mons", "Asia"]:
+        code, out, err = await loyalty(database_url, "chain", "create", "Nowhere", "--timezone", zone)
+        assert code == 2 and "timezone" in err and out == ""
+    assert await sql_rows("SELECT id FROM chains") == []
+
+
+async def test_verify_finds_a_tampered_balance(chain, database_url):
+    member = await chain.new_member("13200132000")
+    other = await chain.new_member("13200132001")
+    assert (await adjustment(chain, member["id"], 300)).status == 201
+    assert (await adjustment(chain, member["id"], -120)).status == 201
+    assert (await adjustment(chain, other["id"], 5000, account="stored_value")).status == 201
+    code, out, err = await loyalty(database_url, "verify")
+    assert code == 0, out + err
+    assert "0 differences" in out
+
+    conn_sql = f"UPDATE accounts SET balance = balance + 1000 WHERE member_id = {member['id']} AND kind = 'points'"
+    from tortoise import Tortoise
+
+    await Tortoise.get_connection("default").execute_script(conn_sql)
+    assert (await chain.member(member["id"]))["balances"]["points"] == 1180
+    code, out, err = await loyalty(database_url, "verify")
+    assert code == 1, out + err
+    lines = [line for line in out.splitlines() if f"member {member['id']}" in line]
+    assert any("stored 1180, journal 180" in line for line in lines), out
+    assert f"member {other['id']}" not in out
+    assert {d.what for d in await verify()} >= {"balance differs from journal"}
+
+
+async def test_migrate_is_idempotent(chain, database_url):
+    member = await chain.new_member("13200132002")
+    for _ in range(2):
+        code, out, err = await loyalty(database_url, "migrate")
+        assert code == 0, err
+        assert "migrations applied" in out
+    assert (await chain.member(member["id"]))["phone"] == "132****2002"
+    assert (await adjustment(chain, member["id"], 10)).status == 201
+
+
+async def test_unknown_command_and_missing_arguments_exit_non_zero(client, database_url):
+    code, _, err = await loyalty(database_url, "launch-rockets")
+    assert code == 2 and "invalid choice" in err
+    code, _, err = await loyalty(database_url, "chain", "create")
+    assert code == 2 and "name" in err
+    assert await sql_rows("SELECT id FROM chains") == []
