@@ -38,6 +38,7 @@ class Call:
     body: Any
     query: Any
     raw_body: bytes
+    claim_id: int | None = None  # the Idempotency-Key claim this call runs under, if any
 
     def path_id(self, name: str) -> int:
         """An integer id from the path; anything else is simply not found."""
@@ -112,6 +113,7 @@ async def dispatch(operation: Operation, request: web.Request) -> web.StreamResp
         content_type = "application/problem+json" if claimed.status >= 400 else JSON
         return web.Response(status=claimed.status, text=claimed.body, content_type=content_type,
                             headers={"Idempotent-Replayed": "true"})
+    call.claim_id = claimed.id
     try:
         async with in_transaction():
             reply = await _run(operation, call)

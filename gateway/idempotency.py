@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import orjson
 from tortoise.exceptions import IntegrityError
 
 from loyalty_core.crypto import Vault
@@ -42,7 +43,15 @@ def read_key(header: str | None) -> str:
 
 
 def fingerprint(method: str, path: str, body: bytes) -> str:
-    return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + body).hexdigest()
+    """Same method, path and JSON (whatever its spacing or key order) -> same fingerprint."""
+    return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + _canonical(body)).hexdigest()
+
+
+def _canonical(body: bytes) -> bytes:
+    try:
+        return orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONDecodeError:
+        return body
 
 
 async def claim(chain_id: int, key: str, print_: str, now: datetime,

@@ -71,7 +71,8 @@ def _operation(op: Operation, components: dict) -> dict:
 STATUS = {"validation_error": 422, "invalid_json": 400, "idempotency_key_required": 400, "unauthorized": 401,
           "stale_request": 401, "replayed_request": 401, "invalid_signature": 401, "forbidden": 403,
           "not_found": 404, "order_not_found": 404, "code_not_found": 404, "code_expired": 410,
-          "already_exists": 409, "code_used": 409, "request_in_progress": 409, "idempotency_key_reused": 422}
+          "already_exists": 409, "code_used": 409, "last_owner_key": 409, "unknown_job": 404,
+          "member_not_found": 404, "not_ready": 503, "request_in_progress": 409, "idempotency_key_reused": 422}
 
 
 def _errors_by_status(op: Operation) -> dict[int, set[str]]:

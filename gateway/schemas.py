@@ -177,5 +177,9 @@ def decode_cursor(cursor: str | None) -> int | None:
         raise BadRequest("cursor is not one this API gave out") from None
 
 
-def page(items: list, limit: int, last_id) -> dict:
-    return {"items": items, "next_cursor": encode_cursor(last_id) if len(items) == limit else None}
+def cut(rows: list, limit: int, id_of=lambda row: row.id) -> tuple[list, str | None]:
+    """Rows fetched with ``limit + 1``: the page, and a cursor only when more rows exist."""
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, encode_cursor(id_of(rows[-1]))

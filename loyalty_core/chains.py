@@ -9,7 +9,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from .crypto import Vault, new_token, token_hash
-from .errors import AlreadyExists, BadRequest, NotFound
+from .errors import AlreadyExists, BadRequest, LastOwnerKey, NotFound
 from .models import AdminKey, Chain, Store, Terminal
 from .program import Program, load_program
 
@@ -46,9 +46,15 @@ async def issue_admin_key(chain_id: int, role: str, created_by: int | None, labe
 
 
 async def revoke_admin_key(chain_id: int, key_id: int, now: datetime) -> None:
-    changed = await AdminKey.filter(chain_id=chain_id, id=key_id, revoked_at=None).update(revoked_at=now)
-    if not changed:
-        raise NotFound("No such admin key")
+    """Revoke a key; the chain's last owner key stays, or nobody could manage the chain again."""
+    async with in_transaction():
+        owners = await AdminKey.select_for_update().filter(chain_id=chain_id, role="owner", revoked_at=None)
+        key = await AdminKey.get_or_none(chain_id=chain_id, id=key_id, revoked_at=None)
+        if key is None:
+            raise NotFound("No such admin key")
+        if key.role == "owner" and [k.id for k in owners] == [key.id]:
+            raise LastOwnerKey("This is the chain's last owner key: create another owner key first")
+        await AdminKey.filter(id=key.id).update(revoked_at=now)
 
 
 async def find_admin_key(key: str) -> AdminKey | None:

@@ -95,6 +95,10 @@ class AlreadyExists(Conflict):
     code, title = "already_exists", "Already exists"
 
 
+class LastOwnerKey(Conflict):
+    code, title = "last_owner_key", "The last owner key cannot be revoked"
+
+
 class CodeUsed(Conflict):
     code, title = "code_used", "Member code already used for an order"
 

@@ -12,8 +12,8 @@ from tortoise.transactions import in_transaction
 
 from . import ledger, points
 from .crypto import Vault
-from .errors import AlreadyExists, BadRequest, NotFound, ValidationFailed
-from .models import Identity, JournalEntry, Member, Posting
+from .errors import AlreadyExists, BadRequest, MemberErased, NotFound, ValidationFailed
+from .models import Identity, JournalEntry, Member, Posting, Store
 from .outbox import emit
 from .program import Program
 from .tiers import raise_tier, standing
@@ -54,6 +54,8 @@ class NewMember:
 async def register_member(chain_id: int, new: NewMember, program: Program, vault: Vault, now: datetime) -> Member:
     """Create a member and credit the program's welcome points, once per phone ever."""
     phone = normalise_phone(new.phone)
+    if new.store_code and not await Store.exists(chain_id=chain_id, code=new.store_code):
+        raise ValidationFailed([{"field": "store_code", "message": f"no store {new.store_code!r} in this chain"}])
     phone_hash = vault.lookup_hash(chain_id, phone)
     card_no = new.card_no or _new_card_no()
     try:
@@ -187,8 +189,11 @@ ADJUSTABLE = {"points": ("points", "points_adjusted"), "stored_value": ("sv_prin
 
 
 async def adjust(chain_id: int, member_id: int, account: str, amount: int, reason: str, actor: str,
-                 program: Program, now: datetime) -> dict:
-    """A manual correction by an operator: audited with who and why; a debit never overdraws."""
+                 program: Program, now: datetime, cause: str | None = None) -> dict:
+    """A manual correction by an operator: audited with who and why; a debit never overdraws.
+
+    ``cause`` names the request (its Idempotency-Key claim), so the same request can never post
+    twice even if it were run twice."""
     if account not in ADJUSTABLE:
         raise ValidationFailed([{"field": "account", "message": "must be points or stored_value"}])
     if amount == 0:
@@ -198,8 +203,10 @@ async def adjust(chain_id: int, member_id: int, account: str, amount: int, reaso
         member = await Member.select_for_update().get_or_none(chain_id=chain_id, id=member_id)
         if member is None:
             raise NotFound(f"No member {member_id}")
+        if member.erased_at is not None:
+            raise MemberErased("An erased member's balances can no longer be adjusted")
         entry = await ledger.post(chain_id, ledger.Entry(
-            key=f"adjustment:{uuid.uuid4()}", kind="adjustment", member_id=member_id, actor=actor,
+            key=f"adjustment:{cause or uuid.uuid4()}", kind="adjustment", member_id=member_id, actor=actor,
             reason=reason, occurred_at=now,
             legs=[ledger.Leg(member_account, amount, member_id, guard=True), ledger.Leg(counterpart, -amount)],
         ))
@@ -215,6 +222,8 @@ async def adjust(chain_id: int, member_id: int, account: str, amount: int, reaso
 
 async def set_frozen(chain_id: int, member_id: int, frozen: bool, reason: str | None) -> Member:
     member = await get_member(chain_id, member_id)
+    if member.erased_at is not None:
+        raise MemberErased("An erased member stays frozen")
     member.frozen, member.frozen_reason = frozen, (reason if frozen else None)
     await member.save(update_fields=["frozen", "frozen_reason"])
     return member

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from loyalty_core import chains, jobs, members
+from loyalty_core.errors import DuplicateEntry, RequestInProgress
 from loyalty_core.models import AdminKey, Store
 from loyalty_core.program import Program
 
@@ -37,8 +38,8 @@ async def list_stores(call: Call):
     query = Store.filter(chain_id=call.chain_id)
     if after:
         query = query.filter(id__gt=after)
-    stores = await query.order_by("id").limit(call.query.limit)
-    return s.page([store_out(x) for x in stores], call.query.limit, stores[-1].id if stores else None)
+    stores, cursor = s.cut(await query.order_by("id").limit(call.query.limit + 1), call.query.limit)
+    return {"items": [store_out(x) for x in stores], "next_cursor": cursor}
 
 
 @API.route("POST", "/v1/stores/{store_code}/terminals", auth="admin:configure", summary="Create a POS terminal",
@@ -84,10 +85,11 @@ async def register_member(call: Call):
 async def search_members(call: Call):
     q = call.query
     found = await members.search_members(call.chain_id, call.services.vault, phone=q.phone, identity=q.identity,
-                                         tier=q.tier, after_id=s.decode_cursor(q.cursor), limit=q.limit)
+                                         tier=q.tier, after_id=s.decode_cursor(q.cursor), limit=q.limit + 1)
+    found, cursor = s.cut(found, q.limit)
     program, now = await _program(call), call.services.clock.now()
-    items = [await members.member_view(m, program, call.services.vault, now) for m in found]
-    return s.page(items, q.limit, found[-1].id if found else None)
+    return {"items": [await members.member_view(m, program, call.services.vault, now) for m in found],
+            "next_cursor": cursor}
 
 
 @API.route("GET", "/v1/members/{member_id}", auth="admin:read", summary="A member", tag="members",
@@ -101,23 +103,30 @@ async def get_member(call: Call):
            tag="members", query=s.PageQuery, response=s.LedgerPage, errors=ERR_AUTH + ("not_found",))
 async def member_ledger(call: Call):
     member = await members.get_member(call.chain_id, call.path_id("member_id"))
-    items = await members.ledger_entries(call.chain_id, member.id, s.decode_cursor(call.query.cursor), call.query.limit)
-    return s.page(items, call.query.limit, items[-1]["id"] if items else None)
+    items = await members.ledger_entries(call.chain_id, member.id, s.decode_cursor(call.query.cursor),
+                                         call.query.limit + 1)
+    items, cursor = s.cut(items, call.query.limit, id_of=lambda entry: entry["id"])
+    return {"items": items, "next_cursor": cursor}
 
 
 @API.route("POST", "/v1/members/{member_id}/adjustments", auth="admin:members", summary="Correct a balance by hand",
            tag="members", body=s.Adjustment, response=s.AdjustmentOut, status=201, idempotent=True,
-           errors=ERR_AUTH + ("not_found", "insufficient_points", "insufficient_stored_value", "validation_error"),
+           errors=ERR_AUTH + ("not_found", "insufficient_points", "insufficient_stored_value", "validation_error",
+                              "member_erased"),
            description="Audited with the admin key and the reason. A debit never takes a balance below zero.")
 async def adjust(call: Call):
     body = call.body
-    result = await members.adjust(call.chain_id, call.path_id("member_id"), body.account, body.amount, body.reason,
-                                  call.principal.actor, await _program(call), call.services.clock.now())
+    try:
+        result = await members.adjust(call.chain_id, call.path_id("member_id"), body.account, body.amount,
+                                      body.reason, call.principal.actor, await _program(call),
+                                      call.services.clock.now(), cause=f"claim:{call.claim_id}")
+    except DuplicateEntry:
+        raise RequestInProgress("This request is being applied already; retry to get its answer") from None
     return Reply(result, 201)
 
 
 @API.route("POST", "/v1/members/{member_id}/freeze", auth="admin:members", summary="Freeze a member", tag="members",
-           body=s.Freeze, response=s.MemberOut, idempotent=True, errors=ERR_AUTH + ("not_found",),
+           body=s.Freeze, response=s.MemberOut, idempotent=True, errors=ERR_AUTH + ("not_found", "member_erased"),
            description="A frozen member can neither earn nor spend until unfrozen.")
 async def freeze(call: Call):
     member = await members.set_frozen(call.chain_id, call.path_id("member_id"), True, call.body.reason)
@@ -125,7 +134,7 @@ async def freeze(call: Call):
 
 
 @API.route("POST", "/v1/members/{member_id}/unfreeze", auth="admin:members", summary="Unfreeze a member",
-           tag="members", response=s.MemberOut, idempotent=True, errors=ERR_AUTH + ("not_found",))
+           tag="members", response=s.MemberOut, idempotent=True, errors=ERR_AUTH + ("not_found", "member_erased"))
 async def unfreeze(call: Call):
     member = await members.set_frozen(call.chain_id, call.path_id("member_id"), False, None)
     return await members.member_view(member, await _program(call), call.services.vault, call.services.clock.now())
@@ -160,7 +169,7 @@ async def list_admin_keys(call: Call):
 
 
 @API.route("DELETE", "/v1/admin-keys/{key_id}", auth="admin:keys", summary="Revoke an admin key", tag="admin keys",
-           status=204, errors=ERR_AUTH + ("not_found",))
+           status=204, errors=ERR_AUTH + ("not_found", "last_owner_key"))
 async def revoke_admin_key(call: Call):
     await chains.revoke_admin_key(call.chain_id, call.path_id("key_id"), call.services.clock.now())
     return Reply(None, 204)
