@@ -58,6 +58,12 @@ class ChainKit:
         assert response.status == 200, await response.text()
         return await response.json()
 
+    async def sale(self, body: dict, status: int = 201) -> dict:
+        """``POST /v1/pos/orders`` expecting ``status`` (201 created, 200 duplicate); the answer's body."""
+        response = await self.pos("POST", "/v1/pos/orders", body)
+        assert response.status == status, await response.text()
+        return await response.json()
+
     async def set_program(self, program: dict) -> dict:
         response = await self.admin("PUT", "/v1/program", program)
         assert response.status == 200, await response.text()

@@ -16,16 +16,11 @@ async def till(chain, clock):
     return chain
 
 
-async def buy(till, body: dict, status: int = 201) -> dict:
-    response = await till.pos("POST", "/v1/pos/orders", body)
-    assert response.status == status, await response.text()
-    return await response.json()
-
 
 async def test_rate_and_floor_at_the_end(till):
     member = await till.new_member("13800000001")
     # Friday 2026-11-20 10:00 Shanghai: no campaign. 1999 fen at 1 point per 100 fen -> 19.99 -> 19.
-    result = await buy(till, order("T1", [line("LATTE", "coffee", 1999)], member_id=member["id"],
+    result = await till.sale(order("T1", [line("LATTE", "coffee", 1999)], member_id=member["id"],
                                    at="2026-11-20T10:00:00+08:00"))
     assert result["points_earned"] == 19
     assert result["payable"] == 1999
@@ -36,7 +31,7 @@ async def test_rate_and_floor_at_the_end(till):
 async def test_category_multiplier_and_excluded_category(till):
     member = await till.new_member("13800000002")
     # fresh x2: 1200 fen -> 12 x 2 = 24; tobacco excluded: 2000 fen -> 0; coffee 1000 -> 10. Total 34.
-    result = await buy(till, order("T2", [line("APPLE", "fresh", 1200), line("CIG", "tobacco", 2000),
+    result = await till.sale(order("T2", [line("APPLE", "fresh", 1200), line("CIG", "tobacco", 2000),
                                           line("LATTE", "coffee", 1000)], member_id=member["id"],
                                    at="2026-11-20T10:00:00+08:00"))
     assert result["points_earned"] == 34
@@ -45,19 +40,19 @@ async def test_category_multiplier_and_excluded_category(till):
 async def test_campaign_days_hours_and_largest_factor_in_chain_timezone(till):
     member = await till.new_member("13800000003")
     # 2026-11-27T16:30Z is Saturday the 28th 00:30 in Shanghai: member day x2 -> 1000 fen earns 20.
-    member_day = await buy(till, order("C1", [line("LATTE", "coffee", 1000)], member_id=member["id"],
+    member_day = await till.sale(order("C1", [line("LATTE", "coffee", 1000)], member_id=member["id"],
                                        at="2026-11-27T16:30:00Z"))
     assert member_day["points_earned"] == 20 and member_day["campaign"] == "member day"
     # Wednesday 2026-11-18 is both the 18th (member day x2) and a weekday lunch (x1.5): largest wins, x2.
-    both = await buy(till, order("C2", [line("LATTE", "coffee", 1000)], member_id=member["id"],
+    both = await till.sale(order("C2", [line("LATTE", "coffee", 1000)], member_id=member["id"],
                                  at="2026-11-18T12:00:00+08:00"))
     assert both["points_earned"] == 20 and both["campaign"] == "member day"
     # Thursday 2026-11-19 11:00 lunch starts (included): 1000 fen x 1.5 = 15.
-    lunch = await buy(till, order("C3", [line("LATTE", "coffee", 1000)], member_id=member["id"],
+    lunch = await till.sale(order("C3", [line("LATTE", "coffee", 1000)], member_id=member["id"],
                                   at="2026-11-19T11:00:00+08:00"))
     assert lunch["points_earned"] == 15 and lunch["campaign"] == "lunch"
     # 14:00 is the end of the window, excluded: 10 points.
-    after = await buy(till, order("C4", [line("LATTE", "coffee", 1000)], member_id=member["id"],
+    after = await till.sale(order("C4", [line("LATTE", "coffee", 1000)], member_id=member["id"],
                                   at="2026-11-19T14:00:00+08:00"))
     assert after["points_earned"] == 10 and after["campaign"] is None
 
@@ -68,7 +63,7 @@ async def test_tier_multiplier_is_exact_decimal(till):
     await till.set_program(custom)
     member = await till.new_member("13800000004")
     # 6000 fen x 1.15 = 69 exactly (a binary float would give 68.99999 -> 68).
-    result = await buy(till, order("M1", [line("BEANS", "coffee", 6000)], member_id=member["id"],
+    result = await till.sale(order("M1", [line("BEANS", "coffee", 6000)], member_id=member["id"],
                                    at="2026-11-20T10:00:00+08:00"))
     assert result["points_earned"] == 69
 
@@ -77,7 +72,7 @@ async def gold_member(till, phone: str) -> dict:
     """A member who reached gold the real way: 5000 yuan of growth in one big order."""
     member = await till.new_member(phone)
     # Friday 10:00, no campaign, regular x1: 500000 fen -> 5000 points, 5000 growth -> gold at once.
-    big = await buy(till, order("BIG-" + phone, [line("TV", "electronics", 500000)], member_id=member["id"],
+    big = await till.sale(order("BIG-" + phone, [line("TV", "electronics", 500000)], member_id=member["id"],
                                 at="2026-11-20T10:00:00+08:00"))
     assert big["points_earned"] == 5000
     assert big["tier"] == {"code": "gold", "name": "金卡", "changed": True}
@@ -101,7 +96,7 @@ async def test_member_day_gold_order_with_excluded_line_and_redeemed_points(till
     preview = await till.pos("POST", "/v1/pos/checkout/preview", {k: v for k, v in body.items() if k != "payments"})
     assert await preview.json() == {"subtotal": 6800, "tier_discount": 136, "coupon_discount": 0,
                                     "points_discount": 200, "payable": 6464, "points_to_earn": 171}
-    result = await buy(till, body)
+    result = await till.sale(body)
     assert (result["subtotal"], result["tier_discount"], result["points_discount"], result["payable"]) == (
         6800, 136, 200, 6464)
     assert result["points_earned"] == 171
@@ -130,9 +125,9 @@ async def test_member_day_gold_order_with_excluded_line_and_redeemed_points(till
 async def test_full_refund_after_the_points_were_spent_goes_negative(till):
     member = await till.new_member("13800000006")
     # A: 10000 fen on a plain Friday morning -> 100 points.
-    await buy(till, order("A", [line("BEANS", "coffee", 10000)], member_id=member["id"], at="2026-11-20T10:00:00+08:00"))
+    await till.sale(order("A", [line("BEANS", "coffee", 10000)], member_id=member["id"], at="2026-11-20T10:00:00+08:00"))
     # B: spends the 100 points = 100 fen off 1000 (max 500): payable 900, earns floor(900/100) = 9.
-    spent = await buy(till, order("B", [line("LATTE", "coffee", 1000)], 900, member_id=member["id"],
+    spent = await till.sale(order("B", [line("LATTE", "coffee", 1000)], 900, member_id=member["id"],
                                   redeem_points=100, at="2026-11-20T10:05:00+08:00"))
     assert spent["balances"]["points"] == 9
     # A is returned whole: all 100 earned points are reversed though only 9 are left: 9 - 100 = -91.
@@ -146,7 +141,7 @@ async def test_full_refund_after_the_points_were_spent_goes_negative(till):
                                                               at="2026-11-20T10:10:00+08:00"))
     await problem(refused, 422, "insufficient_points")
     # ... and new points fill it first: 5000 fen earns 50 -> -41.
-    refill = await buy(till, order("D", [line("BEANS", "coffee", 5000)], member_id=member["id"],
+    refill = await till.sale(order("D", [line("BEANS", "coffee", 5000)], member_id=member["id"],
                                    at="2026-11-20T10:15:00+08:00"))
     assert refill["balances"]["points"] == -41
     assert await verify() == []
@@ -155,7 +150,7 @@ async def test_full_refund_after_the_points_were_spent_goes_negative(till):
 async def test_refund_of_an_excluded_line_reverses_no_points(till):
     member = await till.new_member("13800000007")
     # 1000 coffee earns 10; 2000 tobacco earns 0.
-    await buy(till, order("E1", [line("LATTE", "coffee", 1000), line("CIG", "tobacco", 2000)], member_id=member["id"],
+    await till.sale(order("E1", [line("LATTE", "coffee", 1000), line("CIG", "tobacco", 2000)], member_id=member["id"],
                           at="2026-11-20T10:00:00+08:00"))
     back = await (await till.pos("POST", "/v1/pos/orders/E1/refunds",
                                  {"refund_id": "R", "lines": [{"sku": "CIG", "qty": 1}]})).json()
@@ -173,7 +168,7 @@ async def test_stored_value_payment_and_its_pro_rata_return(till):
     # 3000 fen paid: 2000 from stored value, 1000 by WeChat Pay. Stored-value payments earn like any other: 30.
     body = order("SV1", [line("CAKE", "bakery", 3000)], at="2026-11-20T10:00:00+08:00", member_id=member["id"])
     body["payments"] = [{"method": "stored_value", "amount": 2000}, {"method": "wechat_pay", "amount": 1000}]
-    result = await buy(till, body)
+    result = await till.sale(body)
     assert result["points_earned"] == 30
     assert result["balances"]["stored_value"] == 3000
     # A third of the order back (1000 of 3000): a third of the 2000 stored value returns = 666.
@@ -184,7 +179,7 @@ async def test_stored_value_payment_and_its_pro_rata_return(till):
 
 
 async def test_guest_sale_is_recorded_and_earns_nothing(till):
-    result = await buy(till, order("G1", [line("LATTE", "coffee", 1800)], at="2026-11-20T10:00:00+08:00"))
+    result = await till.sale(order("G1", [line("LATTE", "coffee", 1800)], at="2026-11-20T10:00:00+08:00"))
     assert result["member_id"] is None
     assert result["points_earned"] == 0
     assert result["payable"] == 1800
@@ -202,7 +197,7 @@ async def test_preview_equals_the_commit_and_changes_nothing(till):
     second = await (await till.pos("POST", "/v1/pos/checkout/preview", preview_body)).json()
     assert first == second
     assert await till.member(member["id"]) == before
-    committed = await buy(till, body)
+    committed = await till.sale(body)
     assert {k: committed[k] for k in first if k != "points_to_earn"} == {k: v for k, v in first.items()
                                                                          if k != "points_to_earn"}
     assert committed["points_earned"] == first["points_to_earn"]
@@ -211,8 +206,8 @@ async def test_preview_equals_the_commit_and_changes_nothing(till):
 async def test_same_txn_under_a_new_idempotency_key_is_a_duplicate(till):
     member = await till.new_member("13800000010")
     body = order("DUP", [line("LATTE", "coffee", 1000)], member_id=member["id"], at="2026-11-20T10:00:00+08:00")
-    first = await buy(till, body)
-    again = await buy(till, body, status=200)
+    first = await till.sale(body)
+    again = await till.sale(body, status=200)
     assert again == {**first, "duplicate": True}
     assert (await till.member(member["id"]))["balances"]["points"] == 10
 

@@ -6,7 +6,7 @@ import pytest
 
 from loyalty_core.verify import verify
 
-from ..helpers import problem
+from ..helpers import ledger_items, problem
 from .programs import PROGRAM, line, order, program
 
 
@@ -21,11 +21,6 @@ def at(clock, iso: str) -> str:
     return iso
 
 
-async def buy(till, body):
-    response = await till.pos("POST", "/v1/pos/orders", body)
-    assert response.status == 201, await response.text()
-    return await response.json()
-
 
 async def job(till, name: str) -> dict:
     response = await till.admin("POST", f"/v1/jobs/{name}")
@@ -34,14 +29,13 @@ async def job(till, name: str) -> dict:
 
 
 async def entries(till, member_id: int, kind: str) -> list[dict]:
-    ledger = await (await till.admin("GET", f"/v1/members/{member_id}/ledger?limit=200")).json()
-    return [e for e in ledger["items"] if e["kind"] == kind]
+    return [e for e in await ledger_items(till, member_id) if e["kind"] == kind]
 
 
 async def test_pending_points_vest_after_pending_days(till, clock):
     await till.set_program(program(pending_days=7))
     member = await till.new_member("13700000001")
-    sold = await buy(till, order("P1", [line("BEANS", "coffee", 5000)], member_id=member["id"],
+    sold = await till.sale(order("P1", [line("BEANS", "coffee", 5000)], member_id=member["id"],
                                  at=at(clock, "2026-11-20T10:00:00+08:00")))
     # 5000 fen -> 50 points, pending until 7 days after the sale.
     assert sold["points_earned"] == 50
@@ -67,7 +61,7 @@ async def test_pending_points_vest_after_pending_days(till, clock):
 async def test_refund_before_vesting_takes_from_pending(till, clock):
     await till.set_program(program(pending_days=7))
     member = await till.new_member("13700000002")
-    await buy(till, order("P3", [line("BEANS", "coffee", 5000)], member_id=member["id"],
+    await till.sale(order("P3", [line("BEANS", "coffee", 5000)], member_id=member["id"],
                           at=at(clock, "2026-11-20T10:00:00+08:00")))
     back = await (await till.pos("POST", "/v1/pos/orders/P3/refunds", {"refund_id": "R", "amount": 2500})).json()
     # half of 50 pending points are reversed where they wait
@@ -83,10 +77,10 @@ async def test_rolling_expiry_on_the_right_local_day(till, clock):
     await till.set_program(program(expiry={"mode": "rolling_months", "months": 12}))
     member = await till.new_member("13700000003")
     # Lot 1 vests 2026-03-01 07:00 Shanghai = 2026-02-28 23:00 UTC: its last day is 2027-03-01 (Shanghai).
-    await buy(till, order("E1", [line("BEANS", "coffee", 1000)], member_id=member["id"],
+    await till.sale(order("E1", [line("BEANS", "coffee", 1000)], member_id=member["id"],
                           at=at(clock, "2026-03-01T07:00:00+08:00")))
     # Lot 2 vests 2026-03-15: its last day is 2027-03-15.
-    await buy(till, order("E2", [line("BEANS", "coffee", 2000)], member_id=member["id"],
+    await till.sale(order("E2", [line("BEANS", "coffee", 2000)], member_id=member["id"],
                           at=at(clock, "2026-03-15T12:00:00+08:00")))
     # Noon on 2027-03-01 in Shanghai is already 2027-03-01 04:00 UTC: a UTC calendar would expire lot 1 now.
     at(clock, "2027-03-01T12:00:00+08:00")
@@ -111,10 +105,10 @@ async def test_year_end_and_never(till, clock):
     await till.set_program(program(expiry={"mode": "year_end", "years_after": 1}))
     member = await till.new_member("13700000004")
     # vested in 2026, years_after 1: lives through 2027-12-31 (Shanghai), gone at 2028-01-01 00:00.
-    await buy(till, order("Y1", [line("BEANS", "coffee", 1000)], member_id=member["id"],
+    await till.sale(order("Y1", [line("BEANS", "coffee", 1000)], member_id=member["id"],
                           at=at(clock, "2026-06-01T10:00:00+08:00")))
     await till.set_program(program(expiry={"mode": "never"}))
-    await buy(till, order("N1", [line("BEANS", "coffee", 3000)], member_id=member["id"],
+    await till.sale(order("N1", [line("BEANS", "coffee", 3000)], member_id=member["id"],
                           at=at(clock, "2026-06-02T10:00:00+08:00")))
     at(clock, "2027-12-31T23:59:59+08:00")
     assert (await job(till, "expire_points"))["processed"] == 0
@@ -129,13 +123,13 @@ async def test_spending_draws_the_lot_that_expires_first(till, clock):
     await till.set_program(program(expiry={"mode": "never"}))
     member = await till.new_member("13700000005")
     # 100 points that never expire, then 100 that expire after one month.
-    await buy(till, order("L1", [line("BEANS", "coffee", 10000)], member_id=member["id"],
+    await till.sale(order("L1", [line("BEANS", "coffee", 10000)], member_id=member["id"],
                           at=at(clock, "2026-01-05T10:00:00+08:00")))
     await till.set_program(program(expiry={"mode": "rolling_months", "months": 1}))
-    await buy(till, order("L2", [line("BEANS", "coffee", 10000)], member_id=member["id"],
+    await till.sale(order("L2", [line("BEANS", "coffee", 10000)], member_id=member["id"],
                           at=at(clock, "2026-01-06T10:00:00+08:00")))
     # Spend 100 (100 fen off 1000; 900 payable earns 9 more, in a lot expiring 2026-02-07).
-    await buy(till, order("L3", [line("LATTE", "coffee", 1000)], 900, member_id=member["id"], redeem_points=100,
+    await till.sale(order("L3", [line("LATTE", "coffee", 1000)], 900, member_id=member["id"], redeem_points=100,
                           at=at(clock, "2026-01-07T10:00:00+08:00")))
     at(clock, "2026-03-01T00:00:00+08:00")
     expired = await job(till, "expire_points")
