@@ -54,8 +54,7 @@ def _canonical(body: bytes) -> bytes:
         return body
 
 
-async def claim(chain_id: int, key: str, print_: str, now: datetime,
-                vault: Vault | None = None) -> IdempotencyRecord | Replay:
+async def claim(chain_id: int, key: str, print_: str, now: datetime, vault: Vault) -> IdempotencyRecord | Replay:
     """The record to finish, or the stored answer to replay."""
     for _ in range(3):
         try:
@@ -72,7 +71,7 @@ async def claim(chain_id: int, key: str, print_: str, now: datetime,
     if record.fingerprint != print_:
         raise IdempotencyKeyReused("This Idempotency-Key was used with another request body")
     if record.state == "done":
-        return Replay(record.status or 200, _unseal(vault, record.body or ""))
+        return Replay(record.status or 200, vault.decrypt(record.body) or "")
     taken = await IdempotencyRecord.filter(id=record.id, state="running", locked_until__lt=now).update(
         locked_until=now + LEASE)
     if not taken:
@@ -80,16 +79,9 @@ async def claim(chain_id: int, key: str, print_: str, now: datetime,
     return record
 
 
-async def finish(record: IdempotencyRecord, status: int, body: str, vault: Vault | None = None) -> None:
-    sealed = vault.encrypt(body) if vault is not None else body
-    await IdempotencyRecord.filter(id=record.id).update(state="done", status=status, body=sealed)
+async def finish(record: IdempotencyRecord, status: int, body: str, vault: Vault) -> None:
+    await IdempotencyRecord.filter(id=record.id).update(state="done", status=status, body=vault.encrypt(body))
 
-
-def _unseal(vault: Vault | None, stored: str) -> str:
-    """A stored answer in clear text (a JSON body, never ``v1:``) is read as it is."""
-    if vault is None or not stored.startswith("v1:"):
-        return stored
-    return vault.decrypt(stored) or ""
 
 
 async def release(record: IdempotencyRecord) -> None:

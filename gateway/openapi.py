@@ -57,7 +57,8 @@ def _operation(op: Operation, components: dict) -> dict:
     responses: dict = {str(op.status): success}
     for status, codes in _errors_by_status(op).items():
         responses[str(status)] = {"description": "codes: " + ", ".join(sorted(codes)), "content": problem}
-    entry: dict = {"summary": op.summary, "tags": [op.tag], "operationId": op.handler.__name__,
+    operation_id = f"{op.handler.__module__.rsplit('.', 1)[-1]}_{op.handler.__name__}"
+    entry: dict = {"summary": op.summary, "tags": [op.tag], "operationId": operation_id,
                    "parameters": _parameters(op), "responses": responses}
     if op.description:
         entry["description"] = op.description

@@ -68,6 +68,8 @@ async def quote(chain_id: int, order: OrderInput, program: Program) -> pricing.Q
         raise CouponNotUsable(f"Coupon {order.coupons[0]!r} is not an unused coupon of this member")
     if order.redeem_points and member is None:
         raise InvalidRedeemPoints("A guest sale cannot redeem points")
+    if member is None and any(p.method == "stored_value" for p in order.payments):
+        raise InsufficientStoredValue("A guest has no stored value: name the member or take another payment")
     figures = pricing.price_order(order.lines, program, _level(program, member), 0, order.redeem_points,
                                   order.occurred_at)
     if member is None:

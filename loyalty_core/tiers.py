@@ -49,10 +49,11 @@ async def metric_value(member_id: int, program: Program, now: datetime) -> int:
     return int((row or {}).get("total") or 0)
 
 
-def level_for(program: Program, value: int) -> Level:
+def level_for(program: Program, value: int, without_review: bool = False) -> Level:
+    """The highest level whose threshold ``value`` reaches (skipping review levels if asked)."""
     reached = program.tiers.levels[0]
     for level in program.tiers.levels:
-        if value >= level.threshold:
+        if value >= level.threshold and not (without_review and level.manual_review):
             reached = level
     return reached
 
@@ -71,15 +72,15 @@ async def standing(member: Member, program: Program, now: datetime) -> Standing:
 async def raise_tier(member: Member, program: Program, now: datetime, first_purchase: bool = False) -> dict:
     """Reaching a threshold upgrades at once, never down (``evaluate_tiers`` lowers after retention).
     A ``first_purchase`` task upgrade may lift further. A level with ``manual_review`` is not
-    entered here: a reviewer decides it."""
+    entered here (a reviewer decides it); the highest level below it that needs none is."""
     current = program.level(member.tier_code)
-    target = level_for(program, await metric_value(member.id, program, now))
+    target = level_for(program, await metric_value(member.id, program, now), without_review=True)
     if first_purchase:
         for upgrade in program.tiers.task_upgrades:
             if upgrade.task == "first_purchase" and await Order.filter(member_id=member.id).count() >= upgrade.count:
                 lifted = program.level(upgrade.to)
                 target = lifted if lifted.threshold > target.threshold else target
-    changed = target.threshold > current.threshold and not target.manual_review
+    changed = target.threshold > current.threshold
     if changed:
         await Member.filter(id=member.id).update(tier_code=target.code, tier_since=now)
         member.tier_code = target.code

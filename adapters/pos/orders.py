@@ -6,7 +6,10 @@ is kept on the order, where a unique constraint lets it commit one order only.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+import orjson
 
 from pydantic import ValidationError
 
@@ -41,27 +44,38 @@ async def to_core(body: PreviewIn, store: Store, chain_id: int, cache: codes.Cac
         lines=[Line(sku=l.sku, category=l.category, qty=l.qty, unit_price=l.unit_price, amount=l.amount)
                for l in body.lines],
         member=member, member_code=dynamic, coupons=list(body.coupons), redeem_points=body.redeem_points,
-        payments=[Payment(p.method, p.amount) for p in getattr(body, "payments", [])],
+        payments=[Payment(p.method, p.amount) for p in body.payments],
     )
 
 
-def parse_batch_order(raw: dict, index: int) -> OrderIn | LoyaltyError:
-    """One order of a batch, validated on its own so that one bad order rejects only itself."""
+@dataclass(frozen=True)
+class Rejected:
+    """A batch order refused before anything was tried, with the ``txn_id`` it carried (if any)."""
+
+    txn_id: str | None
+    error: LoyaltyError
+
+
+def parse_batch_order(raw: dict, index: int) -> OrderIn | Rejected:
+    """One order of a batch, validated as strictly as a single order, on its own: one bad order
+    rejects only itself."""
+    txn_id = raw.get("txn_id") if isinstance(raw.get("txn_id"), str) else None
     try:
-        order = OrderIn.model_validate(raw)
+        order = OrderIn.model_validate_json(orjson.dumps(raw), strict=True)
     except ValidationError as error:
-        return ValidationFailed(field_errors(error.errors(include_url=False)), detail=f"orders[{index}] has invalid fields")
+        return Rejected(txn_id, ValidationFailed(field_errors(error.errors(include_url=False)),
+                                                 detail=f"orders[{index}] has invalid fields"))
     if order.occurred_at is None:
-        return ValidationFailed([{"field": "occurred_at", "message": "an offline sale needs its time"}],
-                                detail=f"orders[{index}] has invalid fields")
+        return Rejected(txn_id, ValidationFailed([{"field": "occurred_at", "message": "an offline sale needs its time"}],
+                                                 detail=f"orders[{index}] has invalid fields"))
     return order
 
 
-def in_occurred_order(parsed: list[OrderIn | LoyaltyError]) -> list[tuple[int, OrderIn | LoyaltyError]]:
+def in_occurred_order(parsed: list[OrderIn | Rejected]) -> list[tuple[int, OrderIn | Rejected]]:
     """Invalid orders first (they touch nothing), then the rest by ``occurred_at``, stable."""
-    def when(item: tuple[int, OrderIn | LoyaltyError]) -> tuple[int, float, int]:
+    def when(item: tuple[int, OrderIn | Rejected]) -> tuple[int, float, int]:
         index, value = item
-        if isinstance(value, LoyaltyError):
+        if isinstance(value, Rejected):
             return (0, 0.0, index)
         return (1, value.occurred_at.timestamp(), index)
 

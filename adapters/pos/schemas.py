@@ -54,6 +54,8 @@ class PreviewIn(Body):
     lines: list[LineIn] = Field(min_length=1, max_length=500)
     coupons: list[str] = Field(default_factory=list, max_length=20)
     redeem_points: int = Field(0, ge=0)
+    payments: list[PaymentIn] = Field(default_factory=list, max_length=20,
+                                      description="required to add up to the payable on an order; ignored by preview")
 
     @model_validator(mode="after")
     def _one_member_reference(self):
@@ -64,7 +66,6 @@ class PreviewIn(Body):
 
 class OrderIn(PreviewIn):
     txn_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
-    payments: list[PaymentIn] = Field(default_factory=list, max_length=20)
 
 
 class PreviewOut(BaseModel):

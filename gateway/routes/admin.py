@@ -54,7 +54,7 @@ async def create_terminal(call: Call):
 
 
 @API.route("GET", "/v1/program", auth="admin:read", summary="The chain's loyalty program", tag="program",
-           errors=ERR_AUTH)
+           response=Program, errors=ERR_AUTH)
 async def get_program(call: Call):
     return (await _program(call)).model_dump(mode="json")
 

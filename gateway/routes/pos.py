@@ -52,12 +52,15 @@ async def scan(call: Call):
 
 @API.route("POST", "/v1/pos/checkout/preview", auth="terminal", summary="Price an order without committing it",
            tag="pos", body=PreviewIn, response=PreviewOut,
-           errors=SIGNED + REFUSALS + ("code_not_found", "code_expired", "member_not_found"),
-           description="The same figures POST /v1/pos/orders would commit; refuses what it would refuse. No side effects.")
+           errors=SIGNED + tuple(r for r in REFUSALS if r != "insufficient_stored_value")
+           + ("code_not_found", "code_expired", "member_not_found"),
+           description="The same figures POST /v1/pos/orders would commit; refuses what it would refuse. "
+                       "payments, if sent, are ignored. No side effects.")
 async def preview(call: Call):
     store, program = await _context(call)
     order = await pos_orders.to_core(call.body, store, call.chain_id, call.services.cache, call.services.vault,
                                      call.services.clock.now())
+    order.payments = []
     figures = await orders.quote(call.chain_id, order, program)
     return {"subtotal": figures.subtotal, "tier_discount": figures.tier_discount,
             "coupon_discount": figures.coupon_discount, "points_discount": figures.points_discount,
@@ -77,6 +80,10 @@ async def place_order(call: Call):
 
 
 async def _place(call: Call, body: OrderIn, store: Store, program) -> orders.Placed:
+    # A resend is a duplicate whatever its member code has become since (expired, forgotten).
+    first = await orders.find_order(call.chain_id, pos_orders.source(store), body.txn_id)
+    if first is not None:
+        return orders.Placed({**first.result, "duplicate": True}, True)
     order = await pos_orders.to_core(body, store, call.chain_id, call.services.cache, call.services.vault,
                                      call.services.clock.now())
     return await orders.place_order(call.chain_id, order, program, call.services.clock.now())
@@ -96,8 +103,8 @@ async def upload_batch(call: Call):
 
 
 async def _batch_one(call: Call, item, store: Store, program) -> dict:
-    if isinstance(item, LoyaltyError):
-        return {"txn_id": None, "status": "rejected", "problem": _problem_dict(item)}
+    if isinstance(item, pos_orders.Rejected):
+        return {"txn_id": item.txn_id, "status": "rejected", "problem": _problem_dict(item.error)}
     try:
         placed = await _place(call, item, store, program)
     except LoyaltyError as error:

@@ -224,3 +224,16 @@ async def test_pos_member_registration_and_scan_by_phone_card_and_code(till):
         assert body["kind"] == "member"
         assert body["member"]["id"] == member["id"]
         assert body["member"]["display_name"] == "李*"
+
+
+async def test_preview_ignores_payments_and_a_review_level_is_not_entered_by_a_sale(till):
+    custom = program()
+    custom["tiers"]["levels"][2]["manual_review"] = True  # gold needs a reviewer
+    await till.set_program(custom)
+    member = await till.new_member("13800000012")
+    body = order("RV1", [line("TV", "electronics", 600000)], member_id=member["id"], at="2026-11-20T10:00:00+08:00")
+    preview = await till.pos("POST", "/v1/pos/checkout/preview", body)
+    assert preview.status == 200 and (await preview.json())["payable"] == 600000
+    sold = await till.sale(body)
+    # 6000 growth reaches gold (5000), which waits for review: the member goes as far as silver.
+    assert sold["tier"] == {"code": "silver", "name": "银卡", "changed": True}

@@ -128,7 +128,7 @@ async def test_spending_draws_the_lot_that_expires_first(till, clock):
     await till.set_program(program(expiry={"mode": "rolling_months", "months": 1}))
     await till.sale(order("L2", [line("BEANS", "coffee", 10000)], member_id=member["id"],
                           at=at(clock, "2026-01-06T10:00:00+08:00")))
-    # Spend 100 (100 fen off 1000; 900 payable earns 9 more, in a lot expiring 2026-02-07).
+    # Spend 100 (100 fen off 1000; 900 payable earns 9 more, in a lot that lives through 2026-02-07).
     await till.sale(order("L3", [line("LATTE", "coffee", 1000)], 900, member_id=member["id"], redeem_points=100,
                           at=at(clock, "2026-01-07T10:00:00+08:00")))
     at(clock, "2026-03-01T00:00:00+08:00")
@@ -174,3 +174,25 @@ async def test_offline_batch_applies_in_time_order_each_on_its_own(till, clock):
     assert [r["status"] for r in again["results"]] == ["duplicate", "duplicate", "duplicate", "rejected", "rejected"]
     assert (await till.member(member["id"]))["balances"]["points"] == 19
     assert await verify() == []
+
+
+async def test_a_batch_resent_days_later_is_all_duplicates(till, clock):
+    from ..helpers import member_code
+
+    member = await till.new_member("13700000007")
+    at(clock, "2026-11-20T09:00:00+08:00")
+    code = await member_code(till, member["id"])
+    batch = {"orders": [
+        order("LATE-1", [line("LATTE", "coffee", 1000)], member_code=code, at="2026-11-20T09:00:30+08:00"),
+        order("LATE-2", [{**line("LATTE", "coffee", 1000), "amount": "1000"}], 1000, at="2026-11-20T09:01:00+08:00"),
+    ]}
+    at(clock, "2026-11-20T18:00:00+08:00")  # uploaded when the till came back online
+    first = await (await till.pos("POST", "/v1/pos/orders/batch", batch)).json()
+    assert [r["status"] for r in first["results"]] == ["created", "rejected"]
+    # a batch order is validated as strictly as a single order, and keeps its txn_id when rejected
+    assert first["results"][1]["txn_id"] == "LATE-2"
+    assert first["results"][1]["problem"]["errors"][0]["field"] == "lines[0].amount"
+    at(clock, "2026-11-23T09:00:00+08:00")  # three days later the code is long forgotten
+    again = await (await till.pos("POST", "/v1/pos/orders/batch", batch)).json()
+    assert [r["status"] for r in again["results"]] == ["duplicate", "rejected"]
+    assert (await till.member(member["id"]))["balances"]["points"] == 10

@@ -70,6 +70,13 @@ async def test_insufficient_stored_value(till, rich):
     await refused(till, rich["id"], body, 422, "insufficient_stored_value")
 
 
+async def test_a_guest_cannot_pay_with_stored_value_or_redeem(till, rich):
+    await refused(till, rich["id"], order("G1", [line("LATTE", "coffee", 1000)], at=AT, method="stored_value"),
+                  422, "insufficient_stored_value")
+    await refused(till, rich["id"], order("G2", [line("LATTE", "coffee", 1000)], 900, at=AT, redeem_points=100),
+                  422, "invalid_redeem_points")
+
+
 async def test_coupon_not_usable(till, rich):
     await refused(till, rich["id"], order("X4", [line("LATTE", "coffee", 1000)], member_id=rich["id"],
                                           coupons=["CPN-NOT-MINE"], at=AT), 422, "coupon_not_usable")

@@ -18,6 +18,17 @@ async def test_openapi_documents_the_admin_api(client):
     assert docs.status == 200 and "/v1/members" in await docs.text()
 
 
+async def test_openapi_document_is_valid_and_lists_every_route(client):
+    from openapi_spec_validator import validate
+
+    spec = await (await client.get("/openapi.json")).json()
+    validate(spec)
+    documented = {(method.upper(), path) for path, item in spec["paths"].items() for method in item}
+    served = {(route.method, route.resource.canonical) for route in client.server.app.router.routes()
+              if route.method != "HEAD"}
+    assert served == documented
+
+
 async def test_unknown_route_and_wrong_method_are_problems(client):
     await problem(await client.get("/v1/nowhere"), 404, "not_found")
     await problem(await client.delete("/healthz"), 405, "method_not_allowed")
