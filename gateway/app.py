@@ -1,6 +1,7 @@
 """The app factory: everything a gateway process needs, wired once, connected on start-up."""
 from __future__ import annotations
 
+import structlog
 from aiohttp import web
 
 from loyalty_core.clock import Clock
@@ -16,6 +17,7 @@ from .services import SERVICES, Services
 from .settings import Settings
 
 MAX_BODY = 2 * 1024 * 1024
+log = structlog.get_logger("gateway")
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> web.Application:
@@ -39,6 +41,9 @@ def _database(settings: Settings):
 
 def _redis(settings: Settings):
     async def context(app: web.Application):
+        if not settings.redis_url:
+            log.warning("redis.stand_in", detail="REDIS_URL is not set: nonces and member codes live in this "
+                                                 "process only; run a single gateway process or set REDIS_URL")
         redis = connect(settings.redis_url)
         app[SERVICES].cache = KeySpace(redis, settings.redis_prefix)
         yield

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from loyalty_core import chains, members
+from loyalty_core.clock import Clock
 from loyalty_core.crypto import Vault
 from loyalty_core.models import Chain, Member, Terminal
 from loyalty_core.program import Program
@@ -56,8 +57,6 @@ async def seed(settings: Settings) -> dict:
         program = await chains.put_program(chain.id, Program.model_validate(DEMO_PROGRAM))
         await chains.create_store(chain.id, "S01", "Demo Coffee 徐汇店", None)
         terminal = await chains.create_terminal(chain.id, "S01", "POS1", vault)
-        from loyalty_core.clock import Clock
-
         member = await members.register_member(
             chain.id, members.NewMember(phone=DEMO_PHONE, name="张三", store_code="S01"), program, vault, Clock().now())
         seeded = {"chain_id": chain.id, "admin_key": key.key, "terminal_id": terminal.terminal.terminal_id,

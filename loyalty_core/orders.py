@@ -90,11 +90,16 @@ async def find_order(chain_id: int, source: str, txn_id: str) -> Order | None:
     return await Order.get_or_none(chain_id=chain_id, source=source, txn_id=txn_id)
 
 
+async def placed_before(chain_id: int, source: str, txn_id: str) -> Placed | None:
+    """The first result of an order already committed under this business key, marked duplicate."""
+    first = await find_order(chain_id, source, txn_id)
+    return Placed({**first.result, "duplicate": True}, True) if first is not None else None
+
+
 async def place_order(chain_id: int, order: OrderInput, program: Program, now: datetime) -> Placed:
     """Commit a sale once per (source, txn_id); a repeat answers the first result."""
-    existing = await find_order(chain_id, order.source, order.txn_id)
-    if existing is not None:
-        return Placed({**existing.result, "duplicate": True}, True)
+    if (first := await placed_before(chain_id, order.source, order.txn_id)) is not None:
+        return first
     figures = await quote(chain_id, order, program)
     paid = sum(p.amount for p in order.payments)
     if paid != figures.payable:
@@ -104,14 +109,11 @@ async def place_order(chain_id: int, order: OrderInput, program: Program, now: d
         async with in_transaction():
             row = await _record(chain_id, order, figures)
             result = await _apply(chain_id, order, figures, program, row, now)
-    except IntegrityError:
-        again = await find_order(chain_id, order.source, order.txn_id)
-        if again is not None:
-            return Placed({**again.result, "duplicate": True}, True)
+    except (IntegrityError, DuplicateEntry):
+        # A twin committed first: the same txn_id (answer its result) or the same dynamic code.
+        if (first := await placed_before(chain_id, order.source, order.txn_id)) is not None:
+            return first
         raise CodeUsed("This member code was used for an order already: ask for a fresh one") from None
-    except DuplicateEntry:
-        again = await find_order(chain_id, order.source, order.txn_id)
-        return Placed({**again.result, "duplicate": True}, True) if again else Placed({}, True)
     return Placed(result, False)
 
 

@@ -81,9 +81,8 @@ async def place_order(call: Call):
 
 async def _place(call: Call, body: OrderIn, store: Store, program) -> orders.Placed:
     # A resend is a duplicate whatever its member code has become since (expired, forgotten).
-    first = await orders.find_order(call.chain_id, pos_orders.source(store), body.txn_id)
-    if first is not None:
-        return orders.Placed({**first.result, "duplicate": True}, True)
+    if (first := await orders.placed_before(call.chain_id, pos_orders.source(store), body.txn_id)) is not None:
+        return first
     order = await pos_orders.to_core(body, store, call.chain_id, call.services.cache, call.services.vault,
                                      call.services.clock.now())
     return await orders.place_order(call.chain_id, order, program, call.services.clock.now())
