@@ -10,7 +10,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # Only what the package needs; tests, bench and docs stay out of the image.
-COPY pyproject.toml README.md /src/
+COPY pyproject.toml README.md LICENSE /src/
 COPY gateway /src/gateway
 COPY adapters /src/adapters
 COPY loyalty_core /src/loyalty_core
