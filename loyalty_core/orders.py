@@ -308,8 +308,9 @@ async def _post_refund(chain_id: int, order: Order, refund: RefundInput, share: 
 
 
 async def _pending_of(order: Order, wanted: int) -> int:
-    """Points of this order still pending are reversed there first."""
-    pending = await PendingPoints.get_or_none(order_id=order.id, vested=False)
+    """Points of this order still pending are reversed there first. The pending row is locked
+    before any account row, the same order ``vest_points`` takes them in: no deadlock."""
+    pending = await PendingPoints.select_for_update().get_or_none(order_id=order.id, vested=False)
     return min(wanted, int(pending.remaining)) if pending else 0
 
 

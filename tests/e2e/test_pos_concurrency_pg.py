@@ -82,3 +82,26 @@ async def test_jobs_in_two_places_at_once_vest_and_expire_once(till, clock):
     balances = (await till.member(member["id"]))["balances"]
     assert (balances["points"], balances["pending_points"]) == (0, 0)
     assert await verify() == []
+
+
+async def test_refunds_racing_the_vest_job_are_serialised_and_lose_nothing(till, clock):
+    from loyalty_core import jobs
+
+    await till.set_program({**PROGRAM, "points": {**PROGRAM["points"], "pending_days": 1}})
+    member = await till.new_member("13600000005")
+    for i in range(8):
+        sold = await till.pos("POST", "/v1/pos/orders", order(f"V{i}", [line("BEANS", "coffee", 1000)],
+                                                               member_id=member["id"], at="2026-11-19T09:00:00+08:00"))
+        assert sold.status == 201
+    # the vest job (everything is due) runs while each order is half refunded
+    due = datetime.fromisoformat("2026-11-21T00:00:00+08:00")
+    refunds = [till.pos("POST", f"/v1/pos/orders/V{i}/refunds", {"refund_id": "half", "amount": 500}) for i in range(8)]
+    results = await asyncio.gather(jobs.vest_points(till.chain_id, due), jobs.vest_points(till.chain_id, due),
+                                   *refunds)
+    assert all(r.status == 201 for r in results[2:])
+    assert sum(r["points_reversed"] for r in [await r.json() for r in results[2:]]) == 8 * 5
+    await jobs.vest_points(till.chain_id, due)  # whatever a refund held back vests now
+    balances = (await till.member(member["id"]))["balances"]
+    # each order earned 10 and gave back 5, wherever the 5 were taken from (pending or available)
+    assert (balances["points"], balances["pending_points"]) == (40, 0)
+    assert await verify() == []
