@@ -1,13 +1,15 @@
 """The app factory: everything a gateway process needs, wired once, connected on start-up."""
 from __future__ import annotations
 
+import asyncio
+
 import structlog
 from aiohttp import web
 
 from loyalty_core.clock import Clock
 from loyalty_core.crypto import Vault
 
-from . import db
+from . import db, worker
 from .metrics import metrics_middleware
 from .problems import problem_middleware
 from .redis import KeySpace, connect
@@ -20,14 +22,26 @@ MAX_BODY = 2 * 1024 * 1024
 log = structlog.get_logger("gateway")
 
 
-def create_app(settings: Settings, clock: Clock | None = None) -> web.Application:
+def create_app(settings: Settings, clock: Clock | None = None, with_worker: bool = False) -> web.Application:
+    """The gateway. ``with_worker`` also runs the worker's loop in this process (the demo: one
+    process on one SQLite file, so nothing waits on another process's write lock)."""
     app = web.Application(middlewares=[problem_middleware, metrics_middleware], client_max_size=MAX_BODY)
     app[SERVICES] = Services(settings=settings, vault=Vault(settings.require_secret()), clock=clock or Clock(),
                              cache=None)  # type: ignore[arg-type]
     app.cleanup_ctx.append(_database(settings))
     app.cleanup_ctx.append(_redis(settings))
+    if with_worker:
+        app.cleanup_ctx.append(_worker)
     API.install(app)
     return app
+
+
+async def _worker(app: web.Application):
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(app[SERVICES].clock, stop))
+    yield
+    stop.set()
+    await task
 
 
 def _database(settings: Settings):

@@ -39,7 +39,8 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("name")
     create.add_argument("--timezone", default="Asia/Shanghai")
     create.set_defaults(run=cmd_chain_create)
-    demo = sub.add_parser("demo", help="migrate, seed the demo chain, print its keys, serve")
+    demo = sub.add_parser("demo", help="migrate, seed the demo chain, print its keys, serve (with the worker's "
+                                       "loop in the same process)")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--no-serve", action="store_true", help="seed and print, then exit")
@@ -55,11 +56,12 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def cmd_serve(settings: Settings, args) -> int:
+def cmd_serve(settings: Settings, args, with_worker: bool = False) -> int:
     from .app import create_app
 
     settings.require_secret()
-    web.run_app(create_app(settings), host=args.host, port=args.port, print=None, access_log=None)
+    web.run_app(create_app(settings, with_worker=with_worker), host=args.host, port=args.port, print=None,
+                access_log=None)
     return 0
 
 
@@ -135,7 +137,7 @@ def cmd_demo(settings: Settings, args) -> int:
     print(demo.banner(seeded, args.host, args.port))
     if args.no_serve:
         return 0
-    return cmd_serve(settings, args)
+    return cmd_serve(settings, args, with_worker=True)
 
 
 def cmd_pos_curl(settings: Settings, args) -> int:
