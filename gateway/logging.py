@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 
 import structlog
 
@@ -25,7 +26,7 @@ def mask_personal_data(_logger, _name, event_dict: dict) -> dict:
 
 
 def configure(level: str = "INFO") -> None:
-    logging.basicConfig(format="%(message)s", level=getattr(logging, level, logging.INFO))
+    logging.basicConfig(format="%(message)s", level=getattr(logging, level, logging.INFO), stream=sys.stderr)
     logging.getLogger("tortoise").setLevel(logging.WARNING)
     structlog.configure(
         processors=[
@@ -37,5 +38,6 @@ def configure(level: str = "INFO") -> None:
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level, logging.INFO)),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
