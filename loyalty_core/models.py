@@ -85,6 +85,7 @@ class Member(Model):
     class Meta:
         table = "members"
         unique_together = (("chain", "phone_hash"), ("chain", "card_no"))
+        indexes = (("chain_id", "tier_code"),)
 
 
 # A member as one channel knows it: a card, a WeChat openid, a marketplace buyer id.
@@ -103,6 +104,7 @@ class Identity(Model):
     class Meta:
         table = "identities"
         unique_together = (("chain", "channel", "external_id"),)
+        indexes = (("member_id",),)
 
 
 # A member's balance of one kind. ``balance`` is the materialised sum of its postings.
@@ -136,6 +138,7 @@ class JournalEntry(Model):
     class Meta:
         table = "journal_entries"
         unique_together = (("chain", "key"),)
+        indexes = (("member_id", "id"),)
 
 
 # One leg of an entry. ``account`` is set for member accounts; ``ledger`` names the
@@ -153,6 +156,7 @@ class Posting(Model):
 
     class Meta:
         table = "postings"
+        indexes = (("entry_id",), ("account_id", "ledger"), ("chain_id", "entry_id"))
 
 
 # Points that vested together and expire together. Sum of ``remaining`` over a member's
@@ -169,6 +173,7 @@ class PointsLot(Model):
 
     class Meta:
         table = "points_lots"
+        indexes = (("member_id", "remaining"), ("chain_id", "expires_at"))
 
 
 # Earned points that wait for ``vest_at`` (``pending_days``, or a marketplace confirmation).
@@ -184,6 +189,7 @@ class PendingPoints(Model):
 
     class Meta:
         table = "pending_points"
+        indexes = (("chain_id", "vested", "vest_at"), ("order_id",), ("member_id",))
 
 
 # A sale from any channel, with the figures it committed and what refunds took back.
@@ -222,6 +228,7 @@ class Order(Model):
     class Meta:
         table = "orders"
         unique_together = (("chain", "source", "txn_id"),)
+        indexes = (("member_id", "occurred_at"),)
 
 
 class Refund(Model):
@@ -254,6 +261,7 @@ class IdempotencyRecord(Model):
     class Meta:
         table = "idempotency_records"
         unique_together = (("chain", "key"),)
+        indexes = (("created_at",),)
 
 
 # A domain event to deliver after commit; written in the same transaction as its cause.

@@ -51,7 +51,7 @@ class Migration(migrations.Migration):
                 ('locked_until', fields.DatetimeField(auto_now=False, auto_now_add=False)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
             ],
-            options={'table': 'idempotency_records', 'app': 'loyalty', 'unique_together': (('chain', 'key'),), 'pk_attr': 'id'},
+            options={'table': 'idempotency_records', 'app': 'loyalty', 'unique_together': (('chain', 'key'),), 'indexes': [Index(fields=['created_at'])], 'pk_attr': 'id'},
             bases=['Model'],
         ),
         ops.CreateModel(
@@ -74,7 +74,7 @@ class Migration(migrations.Migration):
                 ('erased_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
             ],
-            options={'table': 'members', 'app': 'loyalty', 'unique_together': (('chain', 'phone_hash'), ('chain', 'card_no')), 'pk_attr': 'id'},
+            options={'table': 'members', 'app': 'loyalty', 'unique_together': (('chain', 'phone_hash'), ('chain', 'card_no')), 'indexes': [Index(fields=['chain_id', 'tier_code'])], 'pk_attr': 'id'},
             bases=['Model'],
         ),
         ops.CreateModel(
@@ -99,7 +99,7 @@ class Migration(migrations.Migration):
                 ('external_id', fields.CharField(max_length=128)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
             ],
-            options={'table': 'identities', 'app': 'loyalty', 'unique_together': (('chain', 'channel', 'external_id'),), 'pk_attr': 'id'},
+            options={'table': 'identities', 'app': 'loyalty', 'unique_together': (('chain', 'channel', 'external_id'),), 'indexes': [Index(fields=['member_id'])], 'pk_attr': 'id'},
             bases=['Model'],
         ),
         ops.CreateModel(
@@ -117,7 +117,7 @@ class Migration(migrations.Migration):
                 ('occurred_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
             ],
-            options={'table': 'journal_entries', 'app': 'loyalty', 'unique_together': (('chain', 'key'),), 'pk_attr': 'id'},
+            options={'table': 'journal_entries', 'app': 'loyalty', 'unique_together': (('chain', 'key'),), 'indexes': [Index(fields=['member_id', 'id'])], 'pk_attr': 'id'},
             bases=['Model'],
         ),
         ops.CreateModel(
@@ -151,7 +151,7 @@ class Migration(migrations.Migration):
                 ('vested_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
                 ('expires_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
             ],
-            options={'table': 'points_lots', 'app': 'loyalty', 'pk_attr': 'id'},
+            options={'table': 'points_lots', 'app': 'loyalty', 'indexes': [Index(fields=['member_id', 'remaining']), Index(fields=['chain_id', 'expires_at'])], 'pk_attr': 'id'},
             bases=['Model'],
         ),
         ops.CreateModel(
@@ -165,7 +165,7 @@ class Migration(migrations.Migration):
                 ('unit', fields.CharField(max_length=16)),
                 ('amount', fields.BigIntField()),
             ],
-            options={'table': 'postings', 'app': 'loyalty', 'pk_attr': 'id'},
+            options={'table': 'postings', 'app': 'loyalty', 'indexes': [Index(fields=['entry_id']), Index(fields=['account_id', 'ledger']), Index(fields=['chain_id', 'entry_id'])], 'pk_attr': 'id'},
             bases=['Model'],
         ),
         ops.CreateModel(
@@ -212,7 +212,7 @@ class Migration(migrations.Migration):
                 ('refund_state', fields.JSONField(default=dict, encoder=JSON_DUMPS, decoder=loads)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
             ],
-            options={'table': 'orders', 'app': 'loyalty', 'unique_together': (('chain', 'source', 'txn_id'),), 'pk_attr': 'id'},
+            options={'table': 'orders', 'app': 'loyalty', 'unique_together': (('chain', 'source', 'txn_id'),), 'indexes': [Index(fields=['member_id', 'occurred_at'])], 'pk_attr': 'id'},
             bases=['Model'],
         ),
         ops.CreateModel(
@@ -227,7 +227,7 @@ class Migration(migrations.Migration):
                 ('vest_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
                 ('vested', fields.BooleanField(default=False)),
             ],
-            options={'table': 'pending_points', 'app': 'loyalty', 'pk_attr': 'id'},
+            options={'table': 'pending_points', 'app': 'loyalty', 'indexes': [Index(fields=['chain_id', 'vested', 'vest_at']), Index(fields=['order_id']), Index(fields=['member_id'])], 'pk_attr': 'id'},
             bases=['Model'],
         ),
         ops.CreateModel(
