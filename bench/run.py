@@ -47,6 +47,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway import db
 from gateway.app import create_app
+from gateway.demo import DEMO_PROGRAM
 from gateway.auth import signature
 from gateway.logging import configure
 from gateway.settings import Settings, normalise_database_url
@@ -54,29 +55,10 @@ from gateway.settings import Settings, normalise_database_url
 SECRET = "bench-secret-0123456789"
 ADJUSTMENT = orjson.dumps({"account": "points", "amount": 1, "reason": "bench"})
 
-# The program of tests/e2e/programs.py (API.md's example, welcome points off): 1 point per 100 fen,
-# fresh x2, tobacco excluded, two campaigns, 100 points = 100 fen, silver and gold tiers by growth.
-PROGRAM = {
-    "timezone": "Asia/Shanghai",
-    "points": {
-        "earn": {"per_amount": 100, "points": 1},
-        "category_multipliers": {"fresh": 2},
-        "exclude_categories": ["tobacco"],
-        "campaigns": [
-            {"name": "member day", "days_of_month": [8, 18, 28], "factor": 2},
-            {"name": "lunch", "weekdays": [1, 2, 3, 4, 5], "hours": "11:00-14:00", "factor": 1.5},
-        ],
-        "pending_days": 0,
-        "expiry": {"mode": "rolling_months", "months": 24},
-        "redeem": {"points": 100, "amount": 100, "max_ratio": 0.5},
-    },
-    "behaviors": {"register": {"points": 0}},
-    "tiers": {"metric": "growth", "window_months": 12, "levels": [
-        {"code": "regular", "name": "普通会员", "threshold": 0, "earn_multiplier": 1},
-        {"code": "silver", "name": "银卡", "threshold": 1000, "earn_multiplier": 1.2},
-        {"code": "gold", "name": "金卡", "threshold": 5000, "earn_multiplier": 1.5, "discount_percent": 2},
-    ]},
-}
+# The demo's program (API.md's example: 1 point per 100 fen, fresh x2, tobacco excluded, two
+# campaigns, 100 points = 100 fen, silver and gold by growth), welcome points off so that the
+# points cross-check adds up from the answers alone.
+PROGRAM = {**DEMO_PROGRAM, "behaviors": {"register": {"points": 0}}}
 LINES = [{"sku": "LATTE", "name": "Latte", "category": "coffee", "qty": 2, "unit_price": 900, "amount": 1800},
          {"sku": "APPLE", "name": "Apple", "category": "fresh", "qty": 1, "unit_price": 1200, "amount": 1200}]
 SUBTOTAL = 3000        # fen; earns 18 + 2 x 12 = 42 points before tier and campaign factors, 30 growth

@@ -1,9 +1,8 @@
 """Programs the POS tests run under (API.md's example, with welcome points off so sums stay plain)."""
 import copy
 
-SHANGHAI = "+08:00"
-
-PROGRAM = {
+# API.md's example program, complete.
+API_EXAMPLE = {
     "timezone": "Asia/Shanghai",
     "points": {
         "earn": {"per_amount": 100, "points": 1},
@@ -11,19 +10,48 @@ PROGRAM = {
         "exclude_categories": ["tobacco"],
         "campaigns": [
             {"name": "member day", "days_of_month": [8, 18, 28], "factor": 2},
-            {"name": "lunch", "weekdays": [1, 2, 3, 4, 5], "hours": "11:00-14:00", "factor": 1.5},
-        ],
-        "pending_days": 0,
+            {"name": "lunch", "weekdays": [1, 2, 3, 4, 5], "hours": "11:00-14:00", "factor": 1.5}],
+        "pending_days": 7,
         "expiry": {"mode": "rolling_months", "months": 24},
         "redeem": {"points": 100, "amount": 100, "max_ratio": 0.5},
     },
-    "behaviors": {"register": {"points": 0}},
-    "tiers": {"metric": "growth", "window_months": 12, "levels": [
-        {"code": "regular", "name": "普通会员", "threshold": 0, "earn_multiplier": 1},
-        {"code": "silver", "name": "银卡", "threshold": 1000, "earn_multiplier": 1.2},
-        {"code": "gold", "name": "金卡", "threshold": 5000, "earn_multiplier": 1.5, "discount_percent": 2},
-    ]},
+    "behaviors": {
+        "register": {"points": 100},
+        "checkin": {"points": 5, "streak_bonus": {"7": 20}},
+        "review": {"points": 10, "daily_cap": 3},
+        "share": {"points": 2, "daily_cap": 5},
+        "complete_profile": {"points": 30},
+        "invite": {"points": 50, "monthly_cap": 10},
+    },
+    "tiers": {
+        "metric": "growth",
+        "window_months": 12,
+        "retention_months": 12,
+        "levels": [
+            {"code": "regular", "name": "普通会员", "threshold": 0, "earn_multiplier": 1},
+            {"code": "silver", "name": "银卡", "threshold": 1000, "earn_multiplier": 1.15},
+            {"code": "gold", "name": "金卡", "threshold": 5000, "earn_multiplier": 1.5, "discount_percent": 2},
+            {"code": "diamond", "name": "钻石", "threshold": 20000, "earn_multiplier": 2, "manual_review": True}],
+        "task_upgrades": [{"task": "first_purchase", "to": "silver"}, {"task": "invite", "count": 3, "to": "silver"}],
+    },
+    "stored_value": {"topup_bonuses": [{"min": 10000, "bonus": 1000}, {"min": 50000, "bonus": 8000}]},
+    "risk": {"max_redeem_points_per_day": 20000, "max_orders_per_hour": 20},
 }
+
+
+def _pos_test_program() -> dict:
+    """API.md's example with welcome points off, no pending days and three levels (silver x1.2)."""
+    derived = copy.deepcopy(API_EXAMPLE)
+    derived["points"]["pending_days"] = 0
+    derived["behaviors"] = {"register": {"points": 0}}
+    derived["tiers"] = {"metric": "growth", "window_months": 12, "levels": derived["tiers"]["levels"][:3]}
+    derived["tiers"]["levels"][1]["earn_multiplier"] = 1.2
+    for key in ("stored_value", "risk"):
+        derived.pop(key)
+    return derived
+
+
+PROGRAM = _pos_test_program()
 
 
 def program(**points_changes) -> dict:

@@ -7,43 +7,7 @@ import orjson
 import pytest
 
 from ..helpers import adjustment, ledger_items, problem
-
-GOOD_PROGRAM = {
-    "timezone": "Asia/Shanghai",
-    "points": {
-        "earn": {"per_amount": 100, "points": 1},
-        "category_multipliers": {"fresh": 2},
-        "exclude_categories": ["tobacco"],
-        "campaigns": [
-            {"name": "member day", "days_of_month": [8, 18, 28], "factor": 2},
-            {"name": "lunch", "weekdays": [1, 2, 3, 4, 5], "hours": "11:00-14:00", "factor": 1.5}],
-        "pending_days": 7,
-        "expiry": {"mode": "rolling_months", "months": 24},
-        "redeem": {"points": 100, "amount": 100, "max_ratio": 0.5},
-    },
-    "behaviors": {
-        "register": {"points": 100},
-        "checkin": {"points": 5, "streak_bonus": {"7": 20}},
-        "review": {"points": 10, "daily_cap": 3},
-        "share": {"points": 2, "daily_cap": 5},
-        "complete_profile": {"points": 30},
-        "invite": {"points": 50, "monthly_cap": 10},
-    },
-    "tiers": {
-        "metric": "growth",
-        "window_months": 12,
-        "retention_months": 12,
-        "levels": [
-            {"code": "regular", "name": "普通会员", "threshold": 0, "earn_multiplier": 1},
-            {"code": "silver", "name": "银卡", "threshold": 1000, "earn_multiplier": 1.15},
-            {"code": "gold", "name": "金卡", "threshold": 5000, "earn_multiplier": 1.5, "discount_percent": 2},
-            {"code": "diamond", "name": "钻石", "threshold": 20000, "earn_multiplier": 2, "manual_review": True}],
-        "task_upgrades": [{"task": "first_purchase", "to": "silver"}, {"task": "invite", "count": 3, "to": "silver"}],
-    },
-    "stored_value": {"topup_bonuses": [{"min": 10000, "bonus": 1000}, {"min": 50000, "bonus": 8000}]},
-    "risk": {"max_redeem_points_per_day": 20000, "max_orders_per_hour": 20},
-}
-
+from .programs import API_EXAMPLE
 
 def _set(program: dict, path: list, value) -> dict:
     changed = copy.deepcopy(program)
@@ -94,8 +58,8 @@ def assert_contains(got, want, where: str = "") -> None:
 
 @pytest.mark.parametrize(("path", "value", "field"), BAD_PROGRAMS, ids=[b[2] + "=" + str(b[1])[:20] for b in BAD_PROGRAMS])
 async def test_bad_program_is_422_with_field_and_changes_nothing(chain, path, value, field):
-    saved = await chain.set_program(GOOD_PROGRAM)
-    response = await chain.admin("PUT", "/v1/program", _set(GOOD_PROGRAM, path, value))
+    saved = await chain.set_program(API_EXAMPLE)
+    response = await chain.admin("PUT", "/v1/program", _set(API_EXAMPLE, path, value))
     body = await problem(response, 422, "validation_error")
     assert field in [e["field"] for e in body["errors"]], body["errors"]
     assert all(e["message"] for e in body["errors"])
@@ -104,7 +68,7 @@ async def test_bad_program_is_422_with_field_and_changes_nothing(chain, path, va
 
 
 async def test_valid_program_round_trips_with_exact_decimals(chain):
-    saved = await chain.set_program(GOOD_PROGRAM)
+    saved = await chain.set_program(API_EXAMPLE)
     fetched = await (await chain.admin("GET", "/v1/program")).json()
     assert fetched == saved
     assert fetched["tiers"]["levels"][1]["earn_multiplier"] == 1.15
@@ -112,7 +76,7 @@ async def test_valid_program_round_trips_with_exact_decimals(chain):
     assert fetched["points"]["redeem"]["max_ratio"] == 0.5
     assert fetched["behaviors"]["register"] == {"points": 100, "daily_cap": None, "monthly_cap": None,
                                                 "streak_bonus": {}}
-    assert_contains(fetched, GOOD_PROGRAM)
+    assert_contains(fetched, API_EXAMPLE)
     # The same document again changes nothing.
     assert await chain.set_program(fetched) == fetched
 
