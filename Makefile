@@ -9,7 +9,7 @@ TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 TEST_REDIS_URL    ?= redis://127.0.0.1:6379/0
 export TEST_POSTGRES_URL TEST_REDIS_URL
 
-.PHONY: setup run test test-sqlite test-postgres serve worker migrate migrations verify bench contract-check clean
+.PHONY: setup run test lint test-sqlite test-postgres serve worker migrate migrations verify bench contract-check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,10 @@ run: setup
 
 ## make test: the suite on SQLite + in-process Redis, then on PostgreSQL + Redis when they answer
 ## (REQUIRE_SERVICES=1, as in CI, turns "not answering" into a failure)
-test: setup test-sqlite test-postgres
+test: setup lint test-sqlite test-postgres
+
+lint: setup
+	$(BIN)/ruff check --quiet gateway loyalty_core adapters tests bench
 
 test-sqlite: setup
 	TEST_DATABASE=sqlite $(BIN)/python -m pytest -q -p no:cacheprovider

@@ -10,7 +10,7 @@ from pathlib import Path
 from loyalty_core import chains, members
 from loyalty_core.clock import Clock
 from loyalty_core.crypto import Vault
-from loyalty_core.models import Chain, Member, Terminal
+from loyalty_core.models import Chain, Terminal
 from loyalty_core.program import Program
 
 from . import db

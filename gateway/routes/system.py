@@ -7,7 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from loyalty_core.errors import LoyaltyError
 
 from .. import db, openapi
-from ..api import Call, Reply
+from ..api import Call
 from ..metrics import REGISTRY
 from . import API
 

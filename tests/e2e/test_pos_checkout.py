@@ -6,14 +6,13 @@ import pytest
 from loyalty_core.verify import verify
 
 from ..helpers import member_code, problem
-from .programs import PROGRAM, line, order, program
+from .programs import line, order, program
 
 
 @pytest.fixture
-async def till(chain, clock):
-    await chain.set_program(PROGRAM)
+async def till(till, clock):
     clock.at = datetime.fromisoformat("2026-11-28T12:30:00+08:00")
-    return chain
+    return till
 
 
 

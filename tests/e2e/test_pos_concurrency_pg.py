@@ -13,10 +13,9 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-async def till(chain, clock):
-    await chain.set_program(PROGRAM)
+async def till(till, clock):
     clock.at = datetime.fromisoformat("2026-11-20T10:00:00+08:00")
-    return chain
+    return till
 
 
 async def test_forty_orders_redeeming_100_from_1000_only_ten_succeed(till):

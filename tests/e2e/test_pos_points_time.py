@@ -2,18 +2,11 @@
 lots that expire first. The clock is frozen and moved by hand."""
 from datetime import datetime
 
-import pytest
 
 from loyalty_core.verify import verify
 
 from ..helpers import ledger_items, problem
-from .programs import PROGRAM, line, order, program
-
-
-@pytest.fixture
-async def till(chain, clock):
-    await chain.set_program(PROGRAM)
-    return chain
+from .programs import line, order, program
 
 
 def at(clock, iso: str) -> str:

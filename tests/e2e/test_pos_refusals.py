@@ -7,16 +7,15 @@ from tortoise import Tortoise
 from loyalty_core.verify import verify
 
 from ..helpers import member_code, problem
-from .programs import PROGRAM, line, order
+from .programs import line, order
 
 AT = "2026-11-20T10:05:00+08:00"  # the till's clock in these tests
 
 
 @pytest.fixture
-async def till(chain, clock):
-    await chain.set_program(PROGRAM)
+async def till(till, clock):
     clock.at = datetime.fromisoformat("2026-11-20T10:05:00+08:00")
-    return chain
+    return till
 
 
 async def snapshot(till, member_id: int | None = None) -> dict:
