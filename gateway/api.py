@@ -37,7 +37,6 @@ class Call:
     principal: auth.Principal | None
     body: Any
     query: Any
-    raw_body: bytes
     claim_id: int | None = None  # the Idempotency-Key claim this call runs under, if any
 
     def path_id(self, name: str) -> int:
@@ -102,7 +101,7 @@ async def dispatch(operation: Operation, request: web.Request) -> web.StreamResp
     raw = await request.read()
     principal = await authenticate(operation, request, raw, services)
     key = _idempotency_key(operation, request)
-    call = Call(request, services, principal, parse_body(operation, raw), parse_query(operation, request), raw)
+    call = Call(request, services, principal, parse_body(operation, raw), parse_query(operation, request))
     if key is None:
         return render(await _run(operation, call))
     assert principal is not None

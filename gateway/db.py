@@ -31,9 +31,5 @@ async def migrate(database_url: str) -> None:
     await Tortoise.close_connections()
 
 
-def is_postgres(database_url: str) -> bool:
-    return database_url.startswith(("postgres://", "asyncpg://"))
-
-
 async def ping() -> None:
     await get_connection("default").execute_query("SELECT 1")

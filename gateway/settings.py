@@ -25,7 +25,6 @@ class Settings:
     wechat_api_base_url: str = "https://api.weixin.qq.com"
     wechatpay_api_base_url: str = "https://api.mch.weixin.qq.com"
     platform_base_urls: dict[str, str] = field(default_factory=dict)
-    member_token_days: int = 7
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
