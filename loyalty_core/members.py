@@ -93,9 +93,11 @@ async def _welcome(chain_id: int, member: Member, phone_hash: str, program: Prog
     await announce_balance(chain_id, member.id, entry.id, now)
 
 
-async def announce_balance(chain_id: int, member_id: int, entry_id: int, now: datetime) -> None:
-    await emit(chain_id, "balance.changed", {
-        "member_id": member_id, "entry_id": entry_id, "balances": await public_balances(member_id)}, now)
+async def announce_balance(chain_id: int, member_id: int, entry_id: int, now: datetime) -> dict[str, int]:
+    """Tell the outbox a member's balances changed; returns those balances for the caller's answer."""
+    balances = await public_balances(member_id)
+    await emit(chain_id, "balance.changed", {"member_id": member_id, "entry_id": entry_id, "balances": balances}, now)
+    return balances
 
 
 async def get_member(chain_id: int, member_id: int) -> Member:
@@ -215,9 +217,8 @@ async def adjust(chain_id: int, member_id: int, account: str, amount: int, reaso
                 await points.add_lot(chain_id, member_id, entry.id, amount, now, program)
             else:
                 await points.take_from_lots(member_id, -amount)
-        await announce_balance(chain_id, member_id, entry.id, now)
-    return {"entry_id": entry.id, "account": account, "amount": amount, "reason": reason,
-            "balances": await public_balances(member_id)}
+        balances = await announce_balance(chain_id, member_id, entry.id, now)
+    return {"entry_id": entry.id, "account": account, "amount": amount, "reason": reason, "balances": balances}
 
 
 async def set_frozen(chain_id: int, member_id: int, frozen: bool, reason: str | None) -> Member:

@@ -18,7 +18,7 @@ from tortoise.transactions import in_transaction
 from . import ledger, points
 from .errors import (AmountMismatch, CodeUsed, CouponNotUsable, DuplicateEntry, InsufficientPoints,
                      InsufficientStoredValue, InvalidRedeemPoints, MemberFrozen, OrderNotFound)
-from .members import announce_balance, public_balances
+from .members import announce_balance
 from .models import Member, Order, PendingPoints, Refund
 from .outbox import emit
 from .program import Level, Program
@@ -142,6 +142,7 @@ async def _apply(chain_id: int, order: OrderInput, figures: pricing.Quote, progr
     member = order.member
     pending_until = None
     tier = {"code": _level(program, member).code, "name": _level(program, member).name, "changed": False}
+    balances = None
     if member is not None:
         principal, bonus = await _split_stored_value(member.id, order.payments)
         pending_until = _pending_until(program, order.occurred_at)
@@ -152,7 +153,7 @@ async def _apply(chain_id: int, order: OrderInput, figures: pricing.Quote, progr
         await _move_points(chain_id, member.id, entry.id, row, figures.points_to_earn, pending_until, program, now)
         row.stored_value_principal, row.stored_value_bonus = principal, bonus
         tier = await raise_tier(member, program, now, first_purchase=True)
-        await announce_balance(chain_id, member.id, entry.id, now)
+        balances = await announce_balance(chain_id, member.id, entry.id, now)
     result = {
         "order_id": row.id, "txn_id": row.txn_id, "member_id": member.id if member else None,
         "subtotal": figures.subtotal, "tier_discount": figures.tier_discount,
@@ -160,7 +161,7 @@ async def _apply(chain_id: int, order: OrderInput, figures: pricing.Quote, progr
         "payable": figures.payable, "points_redeemed": row.points_redeemed, "points_earned": figures.points_to_earn,
         "points_pending_until": pending_until.isoformat() if pending_until else None,
         "campaign": figures.campaign,
-        "balances": await public_balances(member.id) if member else None,
+        "balances": balances,
         "tier": tier, "duplicate": False,
     }
     row.result = result
@@ -274,8 +275,7 @@ async def _apply_refund(chain_id: int, order: Order, refund: RefundInput, progra
         from_pending = await _pending_of(order, share.points_reversed)
         entry = await _post_refund(chain_id, order, refund, share, from_pending, now)
         await _refund_points(chain_id, order, entry.id, share, from_pending, program, now)
-        await announce_balance(chain_id, order.member_id, entry.id, now)
-        balances = await public_balances(order.member_id)
+        balances = await announce_balance(chain_id, order.member_id, entry.id, now)
     _remember_refund(order, figures, share, refunded_qty)
     await order.save(update_fields=["refunded_amount", "refund_state", "lines"])
     result = {"refund_id": refund.refund_id, "order_id": order.id, "txn_id": order.txn_id, "amount": share.amount,
