@@ -147,6 +147,13 @@ async def member_view(member: Member, program: Program, vault: Vault, now: datet
     }
 
 
+async def counter_view(member: Member, program: Program, vault: Vault, now: datetime) -> dict:
+    """A member as the till shows it to the cashier: a masked name, tier, balances, frozen."""
+    return {"id": member.id, "display_name": display_name(member, vault),
+            "tier": await tier_view(member, program, now), "balances": await public_balances(member.id),
+            "frozen": member.frozen}
+
+
 def display_name(member: Member, vault: Vault) -> str:
     if member.erased_at is not None:
         return "已注销"

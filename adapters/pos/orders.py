@@ -16,7 +16,6 @@ from pydantic import ValidationError
 from loyalty_core import codes
 from loyalty_core.crypto import Vault
 from loyalty_core.errors import LoyaltyError, ValidationFailed, field_errors
-from loyalty_core.models import Store
 from loyalty_core.orders import OrderInput, Payment
 from loyalty_core.rules.pricing import Line
 
@@ -25,11 +24,11 @@ from .schemas import OrderIn, PreviewIn
 FUTURE_SLACK = timedelta(seconds=300)
 
 
-def source(store: Store) -> str:
-    return f"store:{store.id}"
+def source(store_id: int) -> str:
+    return f"store:{store_id}"
 
 
-async def to_core(body: PreviewIn, store: Store, chain_id: int, cache: codes.Cache, vault: Vault,
+async def to_core(body: PreviewIn, store_id: int, chain_id: int, cache: codes.Cache, vault: Vault,
                   now: datetime) -> OrderInput:
     occurred_at = body.occurred_at or now
     if occurred_at > now + FUTURE_SLACK:
@@ -40,7 +39,7 @@ async def to_core(body: PreviewIn, store: Store, chain_id: int, cache: codes.Cac
     elif body.member_id:
         member = await codes.member_by_id(chain_id, body.member_id)
     return OrderInput(
-        source=source(store), txn_id=body.txn_id or "preview", occurred_at=occurred_at, store_id=store.id,
+        source=source(store_id), txn_id=body.txn_id or "preview", occurred_at=occurred_at, store_id=store_id,
         lines=[Line(sku=l.sku, category=l.category, qty=l.qty, unit_price=l.unit_price, amount=l.amount)
                for l in body.lines],
         member=member, member_code=dynamic, coupons=list(body.coupons), redeem_points=body.redeem_points,

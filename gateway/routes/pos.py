@@ -20,16 +20,15 @@ REFUSALS = ("insufficient_points", "insufficient_stored_value", "coupon_not_usab
             "invalid_redeem_points", "redeem_over_limit")
 
 
-async def _context(call: Call):
-    store = await Store.get(id=call.principal.store_id)
-    return store, await chains.get_program(call.chain_id)
+async def _program(call: Call):
+    return await chains.get_program(call.chain_id)
 
 
 @API.route("POST", "/v1/pos/members", auth="terminal", summary="Register a member at the counter", tag="pos",
            body=PosMember, response=s.MemberOut, status=201, idempotent=True,
            errors=SIGNED + ("already_exists", "validation_error"))
 async def register_member(call: Call):
-    store, program = await _context(call)
+    program, store = await _program(call), await Store.get(id=call.principal.store_id)
     now = call.services.clock.now()
     new = members.NewMember(phone=call.body.phone, name=call.body.name, birthday=call.body.birthday,
                             store_code=store.code, channel="pos")
@@ -41,13 +40,10 @@ async def register_member(call: Call):
            body=Scan, response=ScanOut, errors=SIGNED + ("code_not_found", "code_expired"),
            description="A dynamic member code (18 digits), an 11-digit phone or a member card number.")
 async def scan(call: Call):
-    _, program = await _context(call)
     now = call.services.clock.now()
     member, _ = await codes.find_member(call.services.cache, call.services.vault, call.chain_id, call.body.code, now)
-    return {"kind": "member", "coupons": [], "member": {
-        "id": member.id, "display_name": members.display_name(member, call.services.vault),
-        "tier": await members.tier_view(member, program, now), "balances": await members.public_balances(member.id),
-        "frozen": member.frozen}}
+    view = await members.counter_view(member, await _program(call), call.services.vault, now)
+    return {"kind": "member", "coupons": [], "member": view}
 
 
 @API.route("POST", "/v1/pos/checkout/preview", auth="terminal", summary="Price an order without committing it",
@@ -57,8 +53,8 @@ async def scan(call: Call):
            description="The same figures POST /v1/pos/orders would commit; refuses what it would refuse. "
                        "payments, if sent, are ignored. No side effects.")
 async def preview(call: Call):
-    store, program = await _context(call)
-    order = await pos_orders.to_core(call.body, store, call.chain_id, call.services.cache, call.services.vault,
+    program, store_id = await _program(call), call.principal.store_id
+    order = await pos_orders.to_core(call.body, store_id, call.chain_id, call.services.cache, call.services.vault,
                                      call.services.clock.now())
     order.payments = []
     figures = await orders.quote(call.chain_id, order, program)
@@ -74,16 +70,16 @@ async def preview(call: Call):
            description="All or nothing. The same (store, txn_id) again answers 200 with the first result and "
                        "duplicate: true. A dynamic member code commits one order only (409 code_used).")
 async def place_order(call: Call):
-    store, program = await _context(call)
-    placed = await _place(call, call.body, store, program)
+    program, store_id = await _program(call), call.principal.store_id
+    placed = await _place(call, call.body, store_id, program)
     return Reply(placed.result, 200 if placed.duplicate else 201)
 
 
-async def _place(call: Call, body: OrderIn, store: Store, program) -> orders.Placed:
+async def _place(call: Call, body: OrderIn, store_id: int, program) -> orders.Placed:
     # A resend is a duplicate whatever its member code has become since (expired, forgotten).
-    if (first := await orders.placed_before(call.chain_id, pos_orders.source(store), body.txn_id)) is not None:
+    if (first := await orders.placed_before(call.chain_id, pos_orders.source(store_id), body.txn_id)) is not None:
         return first
-    order = await pos_orders.to_core(body, store, call.chain_id, call.services.cache, call.services.vault,
+    order = await pos_orders.to_core(body, store_id, call.chain_id, call.services.cache, call.services.vault,
                                      call.services.clock.now())
     return await orders.place_order(call.chain_id, order, program, call.services.clock.now())
 
@@ -93,19 +89,19 @@ async def _place(call: Call, body: OrderIn, store: Store, program) -> orders.Pla
            description="Applied in occurred_at order, each on its own: created, duplicate or rejected (with the "
                        "problem it would have answered). Safe to send again.")
 async def upload_batch(call: Call):
-    store, program = await _context(call)
+    program, store_id = await _program(call), call.principal.store_id
     parsed = [pos_orders.parse_batch_order(raw, index) for index, raw in enumerate(call.body.orders)]
     results: list[dict | None] = [None] * len(parsed)
     for index, item in pos_orders.in_occurred_order(parsed):
-        results[index] = await _batch_one(call, item, store, program)
+        results[index] = await _batch_one(call, item, store_id, program)
     return {"results": results}
 
 
-async def _batch_one(call: Call, item, store: Store, program) -> dict:
+async def _batch_one(call: Call, item, store_id: int, program) -> dict:
     if isinstance(item, pos_orders.Rejected):
         return {"txn_id": item.txn_id, "status": "rejected", "problem": _problem_dict(item.error)}
     try:
-        placed = await _place(call, item, store, program)
+        placed = await _place(call, item, store_id, program)
     except LoyaltyError as error:
         return {"txn_id": item.txn_id, "status": "rejected", "problem": _problem_dict(error)}
     return {"txn_id": item.txn_id, "status": "duplicate" if placed.duplicate else "created", "result": placed.result}
@@ -122,10 +118,10 @@ def _problem_dict(error: LoyaltyError) -> dict:
                        "(even into a negative balance); redeemed points and stored value come back pro rata. "
                        "The same refund_id again answers 200 with the first result.")
 async def refund(call: Call):
-    store, program = await _context(call)
+    program, store_id = await _program(call), call.principal.store_id
     body = call.body
     placed = await orders.refund_order(call.chain_id, orders.RefundInput(
-        source=pos_orders.source(store), txn_id=call.request.match_info["txn_id"], refund_id=body.refund_id,
+        source=pos_orders.source(store_id), txn_id=call.request.match_info["txn_id"], refund_id=body.refund_id,
         lines=[(line.sku, line.qty) for line in body.lines] if body.lines else None, amount=body.amount),
         program, call.services.clock.now())
     return Reply(placed.result, 200 if placed.duplicate else 201)
