@@ -25,7 +25,7 @@ log = structlog.get_logger("gateway")
 def create_app(settings: Settings, clock: Clock | None = None, with_worker: bool = False) -> web.Application:
     """The gateway. ``with_worker`` also runs the worker's loop in this process (the demo: one
     process on one SQLite file, so nothing waits on another process's write lock)."""
-    app = web.Application(middlewares=[problem_middleware, metrics_middleware], client_max_size=MAX_BODY)
+    app = web.Application(middlewares=[metrics_middleware, problem_middleware], client_max_size=MAX_BODY)
     app[SERVICES] = Services(settings=settings, vault=Vault(settings.require_secret()), clock=clock or Clock(),
                              cache=None)  # type: ignore[arg-type]
     app.cleanup_ctx.append(_database(settings))

@@ -38,9 +38,17 @@ class Principal:
 def bearer(request: web.Request) -> str:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or not _printable_ascii(token, 256):
         raise Unauthorized("Send Authorization: Bearer <key>")
-    return token.strip()
+    return token
+
+
+def _printable_ascii(value: str, longest: int) -> bool:
+    return len(value) <= longest and value.isascii() and value.isprintable()
+
+
+HEX = frozenset("0123456789abcdefABCDEF")
 
 
 async def admin(request: web.Request, right: str) -> Principal:
@@ -55,7 +63,8 @@ async def admin(request: web.Request, right: str) -> Principal:
 def signature(secret: str, method: str, path_with_query: str, timestamp: str, nonce: str, body: bytes) -> str:
     """The POS signature of API.md: hex HMAC-SHA256 over method, path, timestamp, nonce, body hash."""
     message = "\n".join([method.upper(), path_with_query, timestamp, nonce, hashlib.sha256(body).hexdigest()])
-    return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
+    # surrogateescape: a path that is not UTF-8 is signed as the bytes that were sent
+    return hmac.new(secret.encode(), message.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
 
 
 async def terminal(request: web.Request, body: bytes, services: Services) -> Principal:
@@ -65,10 +74,14 @@ async def terminal(request: web.Request, body: bytes, services: Services) -> Pri
     given = request.headers.get("X-Signature", "")
     if not (terminal_id and timestamp and nonce and given):
         raise Unauthorized("Send X-Terminal-Id, X-Timestamp, X-Nonce and X-Signature")
-    if not 16 <= len(nonce) <= 64 or not nonce.isascii() or not nonce.isprintable():
+    if not 16 <= len(nonce) or not _printable_ascii(nonce, 64):
         raise Unauthorized("X-Nonce must be 16-64 printable ASCII characters")
-    if not timestamp.isdigit():
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
         raise Unauthorized("X-Timestamp must be unix seconds")
+    if len(given) != 64 or not HEX.issuperset(given):
+        raise Unauthorized("X-Signature must be 64 hex digits")
+    if not _printable_ascii(terminal_id, 40):
+        raise Unauthorized("Unknown terminal")
     row = await Terminal.get_or_none(terminal_id=terminal_id, active=True)
     if row is None:
         raise Unauthorized("Unknown terminal")

@@ -14,9 +14,17 @@ OUTBOX = Counter("loyalty_outbox_deliveries_total", "Outbox delivery attempts", 
 
 @web.middleware
 async def metrics_middleware(request: web.Request, handler) -> web.StreamResponse:
+    """Outermost: it counts the answer the client got, problem+json ones (4xx, 5xx) included."""
     started = time.perf_counter()
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
-    response = await handler(request)
-    REQUESTS.labels(request.method, route, str(response.status)).inc()
-    LATENCY.labels(request.method, route).observe(time.perf_counter() - started)
-    return response
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as error:
+        status = error.status
+        raise
+    finally:
+        REQUESTS.labels(request.method, route, str(status)).inc()
+        LATENCY.labels(request.method, route).observe(time.perf_counter() - started)

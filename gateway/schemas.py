@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from loyalty_core.clock import is_timezone
+from loyalty_core.bounds import Phone
 from loyalty_core.errors import BadRequest
 from loyalty_core.views import Balances, Tier
 
@@ -52,7 +53,7 @@ class TerminalOut(BaseModel):
 
 
 class NewMember(Body):
-    phone: str = Field(min_length=11, max_length=20)
+    phone: Phone
     name: str | None = Field(None, min_length=1, max_length=50)
     birthday: date | None = None
     card_no: str | None = Field(None, min_length=4, max_length=32, pattern=r"^[A-Za-z0-9-]+$")
@@ -88,7 +89,7 @@ class MemberPage(BaseModel):
 
 
 class MemberQuery(BaseModel):
-    phone: str | None = None
+    phone: Phone | None = None
     identity: str | None = Field(None, description="CHANNEL:ID, e.g. card:900012345678")
     tier: str | None = None
     limit: int = Field(50, ge=1, le=200)

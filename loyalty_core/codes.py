@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from .bounds import is_phone
 from .crypto import Vault
 from .errors import CodeExpired, CodeNotFound, MemberNotFound
 from .models import Identity, Member
@@ -47,7 +48,7 @@ def _mac(vault: Vault, random_part: str) -> str:
 
 
 def looks_dynamic(code: str) -> bool:
-    return len(code) == 18 and code.isdigit() and code.startswith(PREFIX)
+    return len(code) == 18 and code.isascii() and code.isdigit() and code.startswith(PREFIX)
 
 
 async def issue(cache: Cache, vault: Vault, chain_id: int, member_id: int, now: datetime) -> MemberCode:
@@ -83,7 +84,7 @@ async def find_member(cache: Cache, vault: Vault, chain_id: int, code: str, at: 
     if looks_dynamic(code):
         member = await Member.get_or_none(id=await resolve_dynamic(cache, vault, chain_id, code, at), chain_id=chain_id)
         dynamic = code
-    elif len(code) == 11 and code.isdigit() and code.startswith("1"):
+    elif is_phone(code):
         member = await Member.get_or_none(chain_id=chain_id, phone_hash=vault.lookup_hash(chain_id, code))
     else:
         identity = await Identity.get_or_none(chain_id=chain_id, channel="card", external_id=code)

@@ -157,6 +157,12 @@ class MemberErased(BusinessRuleError):
     code, title = "member_erased", "Member's personal data was erased"
 
 
+class InvariantViolation(Exception):
+    """A bug, not a refusal: the core was asked to break one of its own invariants (an entry that
+    does not balance, a member without accounts). Answered as a 500 and never stored as an
+    idempotent answer, so the request can be retried once it is fixed."""
+
+
 class DuplicateEntry(Exception):
     """A journal entry with this cause key exists already: the caller answers with the first result."""
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 
-from .errors import DuplicateEntry, InsufficientPoints, InsufficientStoredValue, LoyaltyError
+from .errors import DuplicateEntry, InsufficientPoints, InsufficientStoredValue, InvariantViolation
 from .models import Account, JournalEntry, Posting
 
 MEMBER_ACCOUNTS: dict[str, str] = {
@@ -80,11 +80,11 @@ def check_balanced(legs: list[Leg]) -> None:
     sums: dict[str, int] = defaultdict(int)
     for leg in legs:
         if leg.ledger in MEMBER_ACCOUNTS and leg.member_id is None:
-            raise LoyaltyError(f"member account {leg.ledger} needs a member")
+            raise InvariantViolation(f"member account {leg.ledger} needs a member")
         sums[unit_of(leg.ledger)] += leg.amount
     unbalanced = {unit: total for unit, total in sums.items() if total}
     if unbalanced:
-        raise LoyaltyError(f"entry does not balance: {unbalanced}")
+        raise InvariantViolation(f"entry does not balance: {unbalanced}")
 
 
 async def post(chain_id: int, entry: Entry) -> JournalEntry:
@@ -127,7 +127,7 @@ async def post(chain_id: int, entry: Entry) -> JournalEntry:
 async def _move(chain_id: int, leg: Leg) -> int:
     account = await Account.get_or_none(chain_id=chain_id, member_id=leg.member_id, kind=leg.ledger)
     if account is None:
-        raise LoyaltyError(f"member {leg.member_id} has no {leg.ledger} account")
+        raise InvariantViolation(f"member {leg.member_id} has no {leg.ledger} account")
     query = Account.filter(id=account.id)
     if leg.guard and leg.amount < 0:
         query = query.filter(balance__gte=-leg.amount)

@@ -1,7 +1,6 @@
 """Members: joining, finding, viewing, correcting, freezing and erasing."""
 from __future__ import annotations
 
-import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from . import ledger, points
+from .bounds import is_phone
 from .crypto import Vault
 from .errors import AlreadyExists, BadRequest, MemberErased, NotFound, ValidationFailed
 from .models import Identity, JournalEntry, Member, Posting, Store
@@ -18,15 +18,12 @@ from .outbox import emit
 from .program import Program
 from .tiers import raise_tier, standing
 
-PHONE = re.compile(r"^1[3-9]\d{9}$")
-
-
-def normalise_phone(raw: str, field: str = "phone") -> str:
-    phone = re.sub(r"[\s-]", "", raw)
-    phone = phone.removeprefix("+86").removeprefix("0086")
-    if not PHONE.match(phone):
-        raise ValidationFailed([{"field": field, "message": "must be an 11-digit mainland mobile number"}])
-    return phone
+def checked_phone(raw: str, field: str = "phone") -> str:
+    """API.md's phone: 11 ASCII digits, nothing stripped or converted (a full-width digit, a space
+    or +86 would otherwise hash differently and earn a second welcome)."""
+    if not is_phone(raw):
+        raise ValidationFailed([{"field": field, "message": "must be an 11-digit mainland mobile number in ASCII digits"}])
+    return raw
 
 
 def mask_phone(phone: str | None, last4: str | None = None) -> str | None:
@@ -53,7 +50,7 @@ class NewMember:
 
 async def register_member(chain_id: int, new: NewMember, program: Program, vault: Vault, now: datetime) -> Member:
     """Create a member and credit the program's welcome points, once per phone ever."""
-    phone = normalise_phone(new.phone)
+    phone = checked_phone(new.phone)
     if new.store_code and not await Store.exists(chain_id=chain_id, code=new.store_code):
         raise ValidationFailed([{"field": "store_code", "message": f"no store {new.store_code!r} in this chain"}])
     phone_hash = vault.lookup_hash(chain_id, phone)
@@ -164,7 +161,7 @@ async def search_members(chain_id: int, vault: Vault, *, phone: str | None, iden
                          tier: str | None, after_id: int | None, limit: int) -> list[Member]:
     query = Member.filter(chain_id=chain_id)
     if phone:
-        query = query.filter(phone_hash=vault.lookup_hash(chain_id, normalise_phone(phone)))
+        query = query.filter(phone_hash=vault.lookup_hash(chain_id, checked_phone(phone)))
     if identity:
         channel, _, external_id = identity.partition(":")
         if not channel or not external_id:

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator, model_validator
 
+from .bounds import MAX_COUNT, MAX_FEN
 from .clock import is_timezone
 
 
@@ -28,8 +29,8 @@ class Strict(BaseModel):
 
 
 class EarnRate(Strict):
-    per_amount: int = Field(100, gt=0, description="fen of eligible amount per earning step")
-    points: int = Field(1, ge=0, description="points per `per_amount` fen")
+    per_amount: int = Field(100, gt=0, description="fen of eligible amount per earning step", le=MAX_COUNT)
+    points: int = Field(1, ge=0, description="points per `per_amount` fen", le=MAX_COUNT)
 
 
 class Campaign(Strict):
@@ -62,8 +63,8 @@ class Expiry(Strict):
 
 
 class Redeem(Strict):
-    points: int = Field(100, gt=0, description="points per redeem step")
-    amount: int = Field(100, ge=0, description="fen off per redeem step")
+    points: int = Field(100, gt=0, description="points per redeem step", le=MAX_COUNT)
+    amount: int = Field(100, ge=0, description="fen off per redeem step", le=MAX_FEN)
     max_ratio: Ratio = Field(Decimal("0.5"), le=1)
 
 
@@ -78,16 +79,16 @@ class Points(Strict):
 
 
 class Behavior(Strict):
-    points: int = Field(0, ge=0)
-    daily_cap: int | None = Field(None, ge=0)
-    monthly_cap: int | None = Field(None, ge=0)
-    streak_bonus: dict[str, Annotated[int, Field(ge=0)]] = {}
+    points: int = Field(0, ge=0, le=MAX_COUNT)
+    daily_cap: int | None = Field(None, ge=0, le=MAX_COUNT)
+    monthly_cap: int | None = Field(None, ge=0, le=MAX_COUNT)
+    streak_bonus: dict[str, Annotated[int, Field(ge=0, le=MAX_COUNT)]] = {}
 
     @field_validator("streak_bonus")
     @classmethod
     def _streak_days(cls, value: dict[str, int]) -> dict[str, int]:
         for day in value:
-            if not day.isdigit() or int(day) < 1:
+            if not (day.isascii() and day.isdigit()) or len(day) > 4 or int(day) < 1:
                 raise ValueError("streak_bonus keys are day counts such as '7'")
         return value
 
@@ -106,7 +107,7 @@ class Behaviors(Strict):
 class Level(Strict):
     code: str = Field(min_length=1, max_length=32, pattern=r"^[a-z0-9_]+$")
     name: str = Field(min_length=1, max_length=50)
-    threshold: int = Field(ge=0)
+    threshold: int = Field(ge=0, le=MAX_COUNT)
     earn_multiplier: Factor = Decimal(1)
     discount_percent: Ratio = Field(Decimal(0), le=100)
     manual_review: bool = False
@@ -114,7 +115,7 @@ class Level(Strict):
 
 class TaskUpgrade(Strict):
     task: str = Field(min_length=1)
-    count: int = Field(1, ge=1)
+    count: int = Field(1, ge=1, le=MAX_COUNT)
     to: str
 
 
@@ -145,8 +146,8 @@ class Tiers(Strict):
 
 
 class TopupBonus(Strict):
-    min: int = Field(gt=0)
-    bonus: int = Field(ge=0)
+    min: int = Field(gt=0, le=MAX_FEN)
+    bonus: int = Field(ge=0, le=MAX_FEN)
 
 
 class StoredValue(Strict):
@@ -158,13 +159,13 @@ class Birthday(Strict):
 
 
 class Winback(Strict):
-    inactive_days: int = Field(30, ge=1)
+    inactive_days: int = Field(30, ge=1, le=MAX_COUNT)
     coupon_template: str | None = None
 
 
 class Risk(Strict):
-    max_redeem_points_per_day: int | None = Field(None, ge=0)
-    max_orders_per_hour: int | None = Field(None, ge=0)
+    max_redeem_points_per_day: int | None = Field(None, ge=0, le=MAX_COUNT)
+    max_orders_per_hour: int | None = Field(None, ge=0, le=MAX_COUNT)
 
 
 class Program(Strict):

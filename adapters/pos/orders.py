@@ -6,10 +6,9 @@ is kept on the order, where a unique constraint lets it commit one order only.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-
-import orjson
 
 from pydantic import ValidationError
 
@@ -60,7 +59,8 @@ def parse_batch_order(raw: dict, index: int) -> OrderIn | Rejected:
     rejects only itself."""
     txn_id = raw.get("txn_id") if isinstance(raw.get("txn_id"), str) else None
     try:
-        order = OrderIn.model_validate_json(orjson.dumps(raw), strict=True)
+        # the stdlib writes any integer back (orjson stops at 64 bits); the bounds then refuse it
+        order = OrderIn.model_validate_json(json.dumps(raw), strict=True)
     except ValidationError as error:
         return Rejected(txn_id, ValidationFailed(field_errors(error.errors(include_url=False)),
                                                  detail=f"orders[{index}] has invalid fields"))

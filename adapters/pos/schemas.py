@@ -5,6 +5,7 @@ from datetime import date
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from loyalty_core.bounds import MAX_BATCH, MAX_LINES, Count, Fen, Id, Phone, Qty
 from loyalty_core.views import Balances, Tier
 
 
@@ -36,24 +37,24 @@ class LineIn(Body):
     sku: str = Field(min_length=1, max_length=64)
     name: str | None = Field(None, max_length=200)
     category: str | None = Field(None, max_length=64)
-    qty: int = Field(ge=1, le=100000)
-    unit_price: int = Field(ge=0)
-    amount: int = Field(ge=0, description="fen")
+    qty: Qty
+    unit_price: Fen
+    amount: Fen
 
 
 class PaymentIn(Body):
     method: str = Field(min_length=1, max_length=32, description="wechat_pay, alipay, cash, card, stored_value ...")
-    amount: int = Field(ge=0, description="fen")
+    amount: Fen
 
 
 class PreviewIn(Body):
     txn_id: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     member_code: str | None = Field(None, min_length=1, max_length=64)
-    member_id: int | None = Field(None, ge=1)
+    member_id: Id | None = None
     occurred_at: AwareDatetime | None = Field(None, description="RFC 3339 with offset; default now")
-    lines: list[LineIn] = Field(min_length=1, max_length=500)
+    lines: list[LineIn] = Field(min_length=1, max_length=MAX_LINES)
     coupons: list[str] = Field(default_factory=list, max_length=20)
-    redeem_points: int = Field(0, ge=0)
+    redeem_points: Count = 0
     payments: list[PaymentIn] = Field(default_factory=list, max_length=20,
                                       description="required to add up to the payable on an order; ignored by preview")
 
@@ -103,13 +104,13 @@ class OrderOut(BaseModel):
 
 class RefundLine(Body):
     sku: str = Field(min_length=1, max_length=64)
-    qty: int = Field(ge=1)
+    qty: Qty
 
 
 class RefundIn(Body):
     refund_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
-    lines: list[RefundLine] | None = Field(None, min_length=1, max_length=500)
-    amount: int | None = Field(None, ge=1, description="fen of the order's payable")
+    lines: list[RefundLine] | None = Field(None, min_length=1, max_length=MAX_LINES)
+    amount: Fen | None = Field(None, ge=1, description="fen of the order's payable")
 
     @model_validator(mode="after")
     def _lines_or_amount(self):
@@ -132,7 +133,7 @@ class RefundOut(BaseModel):
 
 
 class BatchIn(Body):
-    orders: list[dict] = Field(min_length=1, max_length=500, description="orders as POST /v1/pos/orders takes them")
+    orders: list[dict] = Field(min_length=1, max_length=MAX_BATCH, description="orders as POST /v1/pos/orders takes them")
 
 
 class BatchResult(BaseModel):
@@ -147,6 +148,6 @@ class BatchOut(BaseModel):
 
 
 class PosMember(Body):
-    phone: str = Field(min_length=11, max_length=20)
+    phone: Phone
     name: str | None = Field(None, min_length=1, max_length=50)
     birthday: date | None = None

@@ -17,7 +17,7 @@ from tortoise.transactions import in_transaction
 from loyalty_core import ledger, members, points
 from loyalty_core.chains import create_chain
 from loyalty_core.crypto import Vault
-from loyalty_core.errors import DuplicateEntry, InsufficientPoints, InsufficientStoredValue, LoyaltyError
+from loyalty_core.errors import DuplicateEntry, InsufficientPoints, InsufficientStoredValue, InvariantViolation
 from loyalty_core.ledger import Entry, Leg
 from loyalty_core.models import JournalEntry, Posting
 from loyalty_core.program import Program
@@ -130,7 +130,7 @@ class Books:
         elif kind == "unbalanced":
             try:
                 await self.post(key, [Leg("sv_principal", op[2], m), Leg("cash_received", -op[2] + 1)], m)
-            except LoyaltyError as error:
+            except InvariantViolation as error:
                 assert "does not balance" in str(error)
                 return
             raise AssertionError("an unbalanced entry was posted")
