@@ -6,21 +6,26 @@ A handler gets a ``Call`` (principal, parsed body and query, services) and retur
 """
 from __future__ import annotations
 
+import asyncio
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 import orjson
+import structlog
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
-from tortoise.transactions import in_transaction
 
-from loyalty_core.errors import InvalidJson, LoyaltyError, NotFound, ValidationFailed, field_errors
+from loyalty_core.errors import (InvalidJson, LoyaltyError, NotFound, RequestInProgress, ValidationFailed,
+                                 field_errors)
+from loyalty_core.unit import Seal
 
 from . import auth, idempotency
 from .problems import from_error
 from .services import SERVICES, Services
 
 JSON = "application/json"
+log = structlog.get_logger("gateway")
 
 
 @dataclass
@@ -37,7 +42,34 @@ class Call:
     principal: auth.Principal | None
     body: Any
     query: Any
-    claim_id: int | None = None  # the Idempotency-Key claim this call runs under, if any
+    claim: idempotency.Claim | None = None  # the Idempotency-Key claim this call runs under, if any
+    sealed: web.StreamResponse | None = None  # the answer stored inside the core's transaction
+
+    @property
+    def claim_id(self) -> int | None:
+        return self.claim.id if self.claim else None
+
+    def seal(self, shape: Callable[[Any], Reply | Awaitable[Reply]]) -> Seal | None:
+        """The seal a handler passes to a core action: the core awaits it inside its transaction
+        with the action's result, and it stores ``shape(result)`` as the Idempotency-Key's answer,
+        so that the change and its answer commit together. A claim whose lease was taken over
+        meanwhile refuses, and the whole action rolls back (409 ``request_in_progress``)."""
+        if self.claim is None:
+            return None
+        claim, vault = self.claim, self.services.vault
+
+        async def sealing(result: Any) -> None:
+            response = render(await _shaped(shape, result))
+            if not await idempotency.finish(claim, response.status, response.text or "", vault):
+                raise RequestInProgress("This request's Idempotency-Key was taken over by a retry; "
+                                        "send it again to get its answer")
+            self.sealed = response
+
+        return sealing
+
+    async def answer(self, shape: Callable[[Any], Reply | Awaitable[Reply]], result: Any):
+        """What the handler returns: the sealed answer, or ``shape(result)`` when nothing was sealed."""
+        return self.sealed if self.sealed is not None else await _shaped(shape, result)
 
     def path_id(self, name: str) -> int:
         """An integer id from the path; anything else is simply not found."""
@@ -53,6 +85,11 @@ class Call:
 
 
 Handler = Callable[[Call], Awaitable[Any]]
+
+
+async def _shaped(shape: Callable[[Any], Reply | Awaitable[Reply]], result: Any) -> Reply:
+    reply = shape(result)
+    return await reply if inspect.isawaitable(reply) else reply
 
 
 @dataclass
@@ -112,22 +149,29 @@ async def dispatch(operation: Operation, request: web.Request) -> web.StreamResp
         content_type = "application/problem+json" if claimed.status >= 400 else JSON
         return web.Response(status=claimed.status, text=claimed.body, content_type=content_type,
                             headers={"Idempotent-Replayed": "true"})
-    call.claim_id = claimed.id
+    call.claim = claimed
+    lease = asyncio.create_task(idempotency.keep_alive(claimed, services.clock.now))
     try:
-        async with in_transaction():
-            reply = await _run(operation, call)
-            response = render(reply)
-            await idempotency.finish(claimed, reply.status, response.text or "", services.vault)
+        response = render(await _run(operation, call))
+        if call.sealed is None:  # a handler of many transactions (a job, a batch): stored after them
+            await _finish(claimed, response.status, response.text or "", services)
         return response
     except LoyaltyError as error:
         if idempotency.storable(error.status, error.code):
-            await idempotency.finish(claimed, error.status, from_error(error).text or "", services.vault)
+            await _finish(claimed, error.status, from_error(error).text or "", services)
         else:
             await idempotency.release(claimed)
         raise
     except BaseException:
         await idempotency.release(claimed)
         raise
+    finally:
+        lease.cancel()
+
+
+async def _finish(claimed: idempotency.Claim, status: int, text: str, services: Services) -> None:
+    if not await idempotency.finish(claimed, status, text, services.vault):
+        log.warning("idempotency.lease_lost", claim_id=claimed.id, detail="a retry took the key over; its answer stands")
 
 
 def _idempotency_key(operation: Operation, request: web.Request) -> str | None:

@@ -91,7 +91,7 @@ async def terminal(request: web.Request, body: bytes, services: Services) -> Pri
     expected = signature(secret, request.method, request.raw_path, timestamp, nonce, body)
     if not hmac.compare_digest(expected, given.lower()):
         raise InvalidSignature("X-Signature does not match this request")
-    fresh = await services.cache.redis.set(services.cache.key("nonce", row.id, nonce), "1", nx=True,
+    fresh = await services.cache.redis.set(services.cache.key(f"{{chain:{row.chain_id}}}", "nonce", row.id, nonce), "1", nx=True,
                                            ex=2 * SKEW_SECONDS)
     if not fresh:
         raise ReplayedRequest("This X-Nonce was used already")

@@ -1,17 +1,22 @@
 """Idempotency-Key handling, stored in the database so it holds across gateway processes.
 
 A key is claimed by inserting a ``running`` record (committed at once, so a concurrent twin sees
-it and gets 409). The handler's changes and the stored answer then commit in one transaction,
-so a crash leaves either nothing or both. A running record whose lease ran out (its process
-died) may be taken over. Answers are stored for 2xx and for business refusals (4xx after the
+it and gets 409). The claim carries a lease and a random token: a running record whose lease ran
+out (its process died) may be taken over, which draws a new token, and ``finish`` and
+``release`` only act while the token is still theirs, so a request that lost its lease can never
+overwrite the answer of the one that took over. The core owns its transactions; a handler hands
+it a seal (``Call.seal``) that stores the answer inside the core's transaction, so the change and
+its answer commit together or not at all. Long handlers keep their lease alive. Answers are stored for 2xx and for business refusals (4xx after the
 request was accepted); validation errors and 5xx are not stored, so the same key can be
 retried with a corrected body or after a fault. Stored answers are encrypted with the vault:
 they may hold personal data or a credential shown once (a terminal secret, an admin key).
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -34,6 +39,12 @@ class Replay:
     body: str
 
 
+@dataclass(frozen=True)
+class Claim:
+    id: int
+    token: str
+
+
 def read_key(header: str | None) -> str:
     if header is None:
         raise IdempotencyKeyRequired("This request changes balances: send an Idempotency-Key header")
@@ -54,12 +65,14 @@ def _canonical(body: bytes) -> bytes:
         return body
 
 
-async def claim(chain_id: int, key: str, print_: str, now: datetime, vault: Vault) -> IdempotencyRecord | Replay:
-    """The record to finish, or the stored answer to replay."""
+async def claim(chain_id: int, key: str, print_: str, now: datetime, vault: Vault) -> Claim | Replay:
+    """The claim to finish, or the stored answer to replay."""
+    token = secrets.token_hex(16)
     for _ in range(3):
         try:
-            return await IdempotencyRecord.create(chain_id=chain_id, key=key, fingerprint=print_, state="running",
-                                                  locked_until=now + LEASE, created_at=now)
+            record = await IdempotencyRecord.create(chain_id=chain_id, key=key, fingerprint=print_, state="running",
+                                                    token=token, locked_until=now + LEASE, created_at=now)
+            return Claim(record.id, token)
         except IntegrityError:
             pass
         record = await IdempotencyRecord.get_or_none(chain_id=chain_id, key=key)
@@ -73,19 +86,32 @@ async def claim(chain_id: int, key: str, print_: str, now: datetime, vault: Vaul
     if record.state == "done":
         return Replay(record.status or 200, vault.decrypt(record.body) or "")
     taken = await IdempotencyRecord.filter(id=record.id, state="running", locked_until__lt=now).update(
-        locked_until=now + LEASE)
+        locked_until=now + LEASE, token=token)
     if not taken:
         raise RequestInProgress("The first request with this Idempotency-Key is still running")
-    return record
+    return Claim(record.id, token)
 
 
-async def finish(record: IdempotencyRecord, status: int, body: str, vault: Vault) -> None:
-    await IdempotencyRecord.filter(id=record.id).update(state="done", status=status, body=vault.encrypt(body))
+def _held(claim: Claim):
+    return IdempotencyRecord.filter(id=claim.id, token=claim.token, state="running")
 
 
+async def finish(claim: Claim, status: int, body: str, vault: Vault) -> bool:
+    """Store the answer; False when the lease was taken over meanwhile (nothing is written)."""
+    return bool(await _held(claim).update(state="done", status=status, body=vault.encrypt(body)))
 
-async def release(record: IdempotencyRecord) -> None:
-    await IdempotencyRecord.filter(id=record.id, state="running").delete()
+
+async def release(claim: Claim) -> None:
+    """Forget a claim whose answer is not kept, so that the key can be sent again."""
+    await _held(claim).delete()
+
+
+async def keep_alive(claim: Claim, now, every: float = LEASE.total_seconds() / 3) -> None:
+    """Renew the lease while a long handler (an offline batch, a job) runs; cancelled when it ends."""
+    while True:
+        await asyncio.sleep(every)
+        if not await _held(claim).update(locked_until=now() + LEASE):
+            return
 
 
 def storable(status: int, code: str | None) -> bool:

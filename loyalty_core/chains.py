@@ -12,6 +12,7 @@ from .crypto import Vault, new_token, token_hash
 from .errors import AlreadyExists, BadRequest, LastOwnerKey, NotFound
 from .models import AdminKey, Chain, Store, Terminal
 from .program import Program, load_program
+from .unit import Seal, seal_with
 
 ROLES = ("owner", "operator", "auditor")
 
@@ -34,15 +35,19 @@ async def create_chain(name: str, timezone: str = "Asia/Shanghai") -> tuple[Chai
     return chain, key
 
 
-async def issue_admin_key(chain_id: int, role: str, created_by: int | None, label: str | None = None) -> IssuedKey:
+async def issue_admin_key(chain_id: int, role: str, created_by: int | None, label: str | None = None,
+                          seal: Seal | None = None) -> IssuedKey:
     if role not in ROLES:
         raise BadRequest(f"role must be one of {', '.join(ROLES)}")
     key = new_token("lk")
-    row = await AdminKey.create(
-        chain_id=chain_id, role=role, key_hash=token_hash(key), prefix=key[:8],
-        label=label, created_by=created_by,
-    )
-    return IssuedKey(row.id, role, key, row.prefix, row.created_at)
+    async with in_transaction():
+        row = await AdminKey.create(
+            chain_id=chain_id, role=role, key_hash=token_hash(key), prefix=key[:8],
+            label=label, created_by=created_by,
+        )
+        issued = IssuedKey(row.id, role, key, row.prefix, row.created_at)
+        await seal_with(seal, issued)
+    return issued
 
 
 async def revoke_admin_key(chain_id: int, key_id: int, now: datetime) -> None:
@@ -71,11 +76,15 @@ async def put_program(chain_id: int, program: Program) -> Program:
     return program
 
 
-async def create_store(chain_id: int, code: str, name: str, timezone: str | None) -> Store:
+async def create_store(chain_id: int, code: str, name: str, timezone: str | None,
+                       seal: Seal | None = None) -> Store:
     try:
-        return await Store.create(chain_id=chain_id, code=code, name=name, timezone=timezone)
+        async with in_transaction():
+            store = await Store.create(chain_id=chain_id, code=code, name=name, timezone=timezone)
+            await seal_with(seal, store)
     except IntegrityError as error:
         raise AlreadyExists(f"Store {code!r} exists already") from error
+    return store
 
 
 async def store_by_code(chain_id: int, code: str) -> Store:
@@ -91,14 +100,27 @@ class IssuedTerminal:
     secret: str
 
 
-async def create_terminal(chain_id: int, store_code: str, code: str, vault: Vault) -> IssuedTerminal:
+async def create_terminal(chain_id: int, store_code: str, code: str, vault: Vault,
+                          seal: Seal | None = None) -> IssuedTerminal:
     store = await store_by_code(chain_id, store_code)
     secret = secrets.token_hex(32)
     try:
-        terminal = await Terminal.create(
-            chain_id=chain_id, store_id=store.id, code=code,
-            terminal_id="T" + secrets.token_hex(8).upper(), secret_enc=vault.encrypt(secret),
-        )
+        async with in_transaction():
+            terminal = await Terminal.create(
+                chain_id=chain_id, store_id=store.id, code=code,
+                terminal_id="T" + secrets.token_hex(8).upper(), secret_enc=vault.encrypt(secret),
+            )
+            issued = IssuedTerminal(terminal, secret)
+            await seal_with(seal, issued)
     except IntegrityError as error:
         raise AlreadyExists(f"Terminal {code!r} exists already in store {store_code!r}") from error
-    return IssuedTerminal(terminal, secret)
+    return issued
+
+
+async def revoke_terminal(chain_id: int, store_code: str, terminal_id: str, now: datetime) -> None:
+    """A lost or retired till: its requests answer 401 from now on (its orders stay)."""
+    store = await store_by_code(chain_id, store_code)
+    revoked = await Terminal.filter(chain_id=chain_id, store_id=store.id, terminal_id=terminal_id,
+                                    active=True).update(active=False, revoked_at=now)
+    if not revoked:
+        raise NotFound(f"No active terminal {terminal_id!r} in store {store_code!r}")

@@ -4,8 +4,13 @@ A dynamic code is 18 digits (1D and 2D scanners both read digits): ``8``, eleven
 then six digits of an HMAC over them keyed from ``LOYALTY_SECRET``. The MAC rejects a typo or a
 forgery without any look-up; the random part finds the code in Redis (a key, never a table
 scan), which remembers whom it names and when it expires. It is valid for 120 s and remembered
-for a day, so that a late scan answers 410 ``code_expired`` rather than "unknown". It commits one
-order only: the order table holds it under a unique constraint.
+for a day, so that a late scan answers 410 ``code_expired`` rather than "unknown".
+
+Codes are scoped to their chain (the Redis key carries the chain, as a Redis Cluster hash tag),
+and a new code is written with ``SET NX``: two codes remembered at once are never equal, and a
+collision draws again. A code commits one order only: the order keeps it with its issue time
+(``<code>@<issued ms>``) under a unique (chain, member_code) constraint, so the same digits
+issued again months later are a different code, not a false ``code_used``.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ VALID = timedelta(seconds=120)
 REFRESH_AFTER = timedelta(seconds=60)
 REMEMBER = timedelta(days=1)
 PREFIX = "8"
+DRAWS = 8
 
 
 class Cache(Protocol):
@@ -51,39 +57,50 @@ def looks_dynamic(code: str) -> bool:
     return len(code) == 18 and code.isascii() and code.isdigit() and code.startswith(PREFIX)
 
 
+def _key(cache: Cache, chain_id: int, code: str) -> str:
+    return cache.key(f"{{chain:{chain_id}}}", "mcode", code)
+
+
 async def issue(cache: Cache, vault: Vault, chain_id: int, member_id: int, now: datetime) -> MemberCode:
-    random_part = "".join(secrets.choice("0123456789") for _ in range(11))
-    code = PREFIX + random_part + _mac(vault, random_part)
     expires_at = now + VALID
-    record = {"chain_id": chain_id, "member_id": member_id, "issued_at": now.timestamp(),
-              "expires_at": expires_at.timestamp()}
-    await cache.redis.set(cache.key("mcode", code), json.dumps(record), ex=int(REMEMBER.total_seconds()))
-    return MemberCode(code, expires_at, int(VALID.total_seconds()), int(REFRESH_AFTER.total_seconds()))
+    record = json.dumps({"member_id": member_id, "issued_ms": int(now.timestamp() * 1000),
+                         "expires_at": expires_at.timestamp()})
+    for _ in range(DRAWS):
+        random_part = "".join(secrets.choice("0123456789") for _ in range(11))
+        code = PREFIX + random_part + _mac(vault, random_part)
+        if await cache.redis.set(_key(cache, chain_id, code), record, nx=True, ex=int(REMEMBER.total_seconds())):
+            return MemberCode(code, expires_at, int(VALID.total_seconds()), int(REFRESH_AFTER.total_seconds()))
+    raise RuntimeError(f"no free member code after {DRAWS} draws")  # 1e11 codes: never, short of a broken RNG
 
 
-async def resolve_dynamic(cache: Cache, vault: Vault, chain_id: int, code: str, at: datetime) -> int:
+@dataclass(frozen=True)
+class Resolved:
+    member_id: int
+    use_key: str  # what the order keeps to commit this code once: <code>@<issued ms>
+
+
+async def resolve_dynamic(cache: Cache, vault: Vault, chain_id: int, code: str, at: datetime) -> Resolved:
     """The member a dynamic code names, if it was valid at ``at``."""
     if not looks_dynamic(code) or not hmac.compare_digest(_mac(vault, code[1:12]), code[12:]):
         raise CodeNotFound("Not a member code of this chain")
-    raw = await cache.redis.get(cache.key("mcode", code))
+    raw = await cache.redis.get(_key(cache, chain_id, code))
     if raw is None:
         raise CodeNotFound("Unknown or forgotten member code")
     record = json.loads(raw)
-    if record["chain_id"] != chain_id:
-        raise CodeNotFound("Not a member code of this chain")
-    if not record["issued_at"] - 5 <= at.timestamp() <= record["expires_at"]:
+    if not record["issued_ms"] / 1000 - 5 <= at.timestamp() <= record["expires_at"]:
         raise CodeExpired("This member code has expired: ask the member to refresh it")
-    return int(record["member_id"])
+    return Resolved(int(record["member_id"]), f"{code}@{record['issued_ms']}")
 
 
 async def find_member(cache: Cache, vault: Vault, chain_id: int, code: str, at: datetime) -> tuple[Member, str | None]:
     """Whatever the scanner read: a dynamic code, an 11-digit phone or a card number.
-    Returns the member and the dynamic code (None for static codes)."""
+    Returns the member and the dynamic code's single-use key (None for static codes)."""
     code = code.strip()
     dynamic = None
     if looks_dynamic(code):
-        member = await Member.get_or_none(id=await resolve_dynamic(cache, vault, chain_id, code, at), chain_id=chain_id)
-        dynamic = code
+        resolved = await resolve_dynamic(cache, vault, chain_id, code, at)
+        member = await Member.get_or_none(id=resolved.member_id, chain_id=chain_id)
+        dynamic = resolved.use_key
     elif is_phone(code):
         member = await Member.get_or_none(chain_id=chain_id, phone_hash=vault.lookup_hash(chain_id, code))
     else:

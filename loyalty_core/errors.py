@@ -153,6 +153,10 @@ class RefundExceedsOrder(BusinessRuleError):
     code, title = "refund_exceeds_order", "Refund exceeds what is left to refund"
 
 
+class OccurredAtOutOfRange(BusinessRuleError):
+    code, title = "occurred_at_out_of_range", "occurred_at is too far from the server's clock"
+
+
 class MemberErased(BusinessRuleError):
     code, title = "member_erased", "Member's personal data was erased"
 

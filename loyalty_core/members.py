@@ -9,14 +9,14 @@ from datetime import date, datetime
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from . import ledger, points
+from . import ledger, points, tiers
 from .bounds import is_phone
 from .crypto import Vault
 from .errors import AlreadyExists, BadRequest, MemberErased, NotFound, ValidationFailed
 from .models import Identity, JournalEntry, Member, Posting, Store
 from .outbox import emit
 from .program import Program
-from .tiers import raise_tier, standing
+from .unit import Seal, seal_with
 
 def checked_phone(raw: str, field: str = "phone") -> str:
     """API.md's phone: 11 ASCII digits, nothing stripped or converted (a full-width digit, a space
@@ -48,7 +48,8 @@ class NewMember:
     channel: str = "admin"
 
 
-async def register_member(chain_id: int, new: NewMember, program: Program, vault: Vault, now: datetime) -> Member:
+async def register_member(chain_id: int, new: NewMember, program: Program, vault: Vault, now: datetime,
+                          seal: Seal | None = None) -> Member:
     """Create a member and credit the program's welcome points, once per phone ever."""
     phone = checked_phone(new.phone)
     if new.store_code and not await Store.exists(chain_id=chain_id, code=new.store_code):
@@ -66,6 +67,7 @@ async def register_member(chain_id: int, new: NewMember, program: Program, vault
             await ledger.open_accounts(chain_id, member.id)
             await _welcome(chain_id, member, phone_hash, program, now, new.channel)
             await emit(chain_id, "member.created", {"member_id": member.id, "channel": new.channel}, now)
+            await seal_with(seal, member)
     except IntegrityError as error:
         raise AlreadyExists("A member with this phone or card number exists already") from error
     return member
@@ -86,7 +88,9 @@ async def _welcome(chain_id: int, member: Member, phone_hash: str, program: Prog
               ledger.Leg("growth_issued", -amount), ledger.Leg("growth", amount, member.id)],
     ))
     await points.add_lot(chain_id, member.id, entry.id, amount, now, program)
-    await raise_tier(member, program, now)
+    await tiers.add_figures(chain_id, member.id, tiers.period_of(now, program),
+                            tiers.Figures(growth=amount, points_earned=amount))
+    await tiers.raise_tier(member, program, now)
     await announce_balance(chain_id, member.id, entry.id, now)
 
 
@@ -115,7 +119,7 @@ async def public_balances(member_id: int) -> dict[str, int]:
 
 
 async def tier_view(member: Member, program: Program, now: datetime) -> dict:
-    where = await standing(member, program, now)
+    where = await tiers.standing(member, program, now)
     return {"code": where.level.code, "name": where.level.name,
             "progress": {"metric": where.metric, "current": where.current, "next_threshold": where.next_threshold}}
 
@@ -195,7 +199,7 @@ ADJUSTABLE = {"points": ("points", "points_adjusted"), "stored_value": ("sv_prin
 
 
 async def adjust(chain_id: int, member_id: int, account: str, amount: int, reason: str, actor: str,
-                 program: Program, now: datetime, cause: str | None = None) -> dict:
+                 program: Program, now: datetime, cause: str | None = None, seal: Seal | None = None) -> dict:
     """A manual correction by an operator: audited with who and why; a debit never overdraws.
 
     ``cause`` names the request (its Idempotency-Key claim), so the same request can never post
@@ -222,7 +226,9 @@ async def adjust(chain_id: int, member_id: int, account: str, amount: int, reaso
             else:
                 await points.take_from_lots(member_id, -amount)
         balances = await announce_balance(chain_id, member_id, entry.id, now)
-    return {"entry_id": entry.id, "account": account, "amount": amount, "reason": reason, "balances": balances}
+        result = {"entry_id": entry.id, "account": account, "amount": amount, "reason": reason, "balances": balances}
+        await seal_with(seal, result)
+    return result
 
 
 async def set_frozen(chain_id: int, member_id: int, frozen: bool, reason: str | None) -> Member:

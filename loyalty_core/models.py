@@ -43,6 +43,7 @@ class Terminal(Model):
     secret_enc = fields.TextField()
     active = fields.BooleanField(default=True)
     created_at = fields.DatetimeField(auto_now_add=True)
+    revoked_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "terminals"
@@ -166,6 +167,7 @@ class PointsLot(Model):
     chain = fields.ForeignKeyField("loyalty.Chain", related_name="lots", on_delete=fields.RESTRICT)
     member = fields.ForeignKeyField("loyalty.Member", related_name="lots", on_delete=fields.RESTRICT)
     entry = fields.ForeignKeyField("loyalty.JournalEntry", related_name="lots", on_delete=fields.RESTRICT)
+    order = fields.ForeignKeyField("loyalty.Order", related_name="lots", null=True, on_delete=fields.RESTRICT)
     amount = fields.BigIntField()
     remaining = fields.BigIntField()
     vested_at = fields.DatetimeField()
@@ -173,7 +175,7 @@ class PointsLot(Model):
 
     class Meta:
         table = "points_lots"
-        indexes = (("member_id", "remaining"), ("chain_id", "expires_at"))
+        indexes = (("member_id", "remaining"), ("chain_id", "expires_at"), ("order_id",))
 
 
 # Earned points that wait for ``vest_at`` (``pending_days``, or a marketplace confirmation).
@@ -204,8 +206,13 @@ class Order(Model):
     source = fields.CharField(max_length=96)
     txn_id = fields.CharField(max_length=64)
     member = fields.ForeignKeyField("loyalty.Member", related_name="orders", null=True, on_delete=fields.RESTRICT)
-    member_code = fields.CharField(max_length=32, null=True, unique=True)
+    # the dynamic member code that named the member, with its issue time: it commits one order
+    member_code = fields.CharField(max_length=48, null=True)
     occurred_at = fields.DatetimeField()
+    received_at = fields.DatetimeField(null=True)
+    period = fields.IntField(default=0)  # yyyymm of occurred_at in the chain's timezone: its figures' month
+    tier_before = fields.CharField(max_length=32, null=True)
+    tier_after = fields.CharField(max_length=32, null=True)  # set when this order lifted the member's tier
     subtotal = fields.BigIntField()
     tier_discount = fields.BigIntField(default=0)
     coupon_discount = fields.BigIntField(default=0)
@@ -227,7 +234,7 @@ class Order(Model):
 
     class Meta:
         table = "orders"
-        unique_together = (("chain", "source", "txn_id"),)
+        unique_together = (("chain", "source", "txn_id"), ("chain", "member_code"))
         indexes = (("member_id", "occurred_at"),)
 
 
@@ -246,12 +253,33 @@ class Refund(Model):
         unique_together = (("order", "refund_id"),)
 
 
+# What a member's tier metrics add up to in one month (``period`` yyyymm in the chain's timezone),
+# and over the member's whole life (``period`` 0: the orders count of first-purchase upgrades).
+# Written in the same transaction as the postings they summarise, so a tier metric reads a
+# window's handful of rows instead of summing the journal.
+class MemberFigure(Model):
+    id = fields.BigIntField(primary_key=True)
+    chain = fields.ForeignKeyField("loyalty.Chain", related_name="figures", on_delete=fields.RESTRICT)
+    member = fields.ForeignKeyField("loyalty.Member", related_name="figures", on_delete=fields.RESTRICT)
+    period = fields.IntField()
+    growth = fields.BigIntField(default=0)
+    points_earned = fields.BigIntField(default=0)
+    spend = fields.BigIntField(default=0)
+    stored_value = fields.BigIntField(default=0)
+    orders = fields.BigIntField(default=0)
+
+    class Meta:
+        table = "member_figures"
+        unique_together = (("chain", "member", "period"),)
+
+
 # A mutating request seen under an ``Idempotency-Key``: in progress, or its stored answer.
 class IdempotencyRecord(Model):
     id = fields.BigIntField(primary_key=True)
     chain = fields.ForeignKeyField("loyalty.Chain", related_name="idempotency", on_delete=fields.RESTRICT)
     key = fields.CharField(max_length=128)
     fingerprint = fields.CharField(max_length=64)
+    token = fields.CharField(max_length=32, default="")  # whose lease it is: finish and release check it
     state = fields.CharField(max_length=16, default="running")
     status = fields.IntField(null=True)
     body = fields.TextField(null=True)

@@ -15,15 +15,28 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from . import ledger, points
+from . import ledger, points, tiers
 from .errors import (AmountMismatch, CodeUsed, CouponNotUsable, DuplicateEntry, InsufficientPoints,
-                     InsufficientStoredValue, InvalidRedeemPoints, MemberFrozen, OrderNotFound)
+                     InsufficientStoredValue, InvalidRedeemPoints, MemberFrozen, OccurredAtOutOfRange,
+                     OrderNotFound)
 from .members import announce_balance
 from .models import Member, Order, PendingPoints, Refund
 from .outbox import emit
 from .program import Level, Program
 from .rules import pricing
-from .tiers import raise_tier
+from .unit import Seal, seal_with
+
+# How far a sale's occurred_at may lie from the server's clock (API.md, POS API).
+SALE_MAX_AGE = timedelta(days=7)
+SALE_MAX_AHEAD = timedelta(minutes=5)
+
+
+def check_sale_time(occurred_at: datetime, received_at: datetime) -> None:
+    """A sale happened at most 7 days before it reached us and at most 5 minutes after (clock skew)."""
+    if not received_at - SALE_MAX_AGE <= occurred_at <= received_at + SALE_MAX_AHEAD:
+        raise OccurredAtOutOfRange(
+            f"occurred_at must lie between 7 days before and 5 minutes after the server's clock "
+            f"({received_at.isoformat()})", errors=[{"field": "occurred_at", "message": "out of range"}])
 
 
 @dataclass(frozen=True)
@@ -41,12 +54,13 @@ class OrderInput:
     occurred_at: datetime
     lines: list[pricing.Line]
     member: Member | None = None
-    member_code: str | None = None   # the dynamic code that named the member, used once
+    member_code: str | None = None   # the dynamic code that named the member (with its issue time), used once
     coupons: list[str] = field(default_factory=list)
     redeem_points: int = 0
     payments: list[Payment] = field(default_factory=list)
     store_id: int | None = None
     channel: str = "pos"
+    received_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -96,7 +110,8 @@ async def placed_before(chain_id: int, source: str, txn_id: str) -> Placed | Non
     return Placed({**first.result, "duplicate": True}, True) if first is not None else None
 
 
-async def place_order(chain_id: int, order: OrderInput, program: Program, now: datetime) -> Placed:
+async def place_order(chain_id: int, order: OrderInput, program: Program, now: datetime,
+                      seal: Seal | None = None) -> Placed:
     """Commit a sale once per (source, txn_id); a repeat answers the first result."""
     if (first := await placed_before(chain_id, order.source, order.txn_id)) is not None:
         return first
@@ -107,21 +122,36 @@ async def place_order(chain_id: int, order: OrderInput, program: Program, now: d
                              payable=figures.payable)
     try:
         async with in_transaction():
-            row = await _record(chain_id, order, figures)
-            result = await _apply(chain_id, order, figures, program, row, now)
-    except (IntegrityError, DuplicateEntry):
-        # A twin committed first: the same txn_id (answer its result) or the same dynamic code.
-        if (first := await placed_before(chain_id, order.source, order.txn_id)) is not None:
-            return first
-        raise CodeUsed("This member code was used for an order already: ask for a fresh one") from None
-    return Placed(result, False)
+            row = await _record(chain_id, order, figures, program, now)
+            placed = Placed(await _apply(chain_id, order, figures, program, row, now), False)
+            await seal_with(seal, placed)
+    except (IntegrityError, DuplicateEntry) as error:
+        twin = await _twin(chain_id, order, error)
+        if isinstance(twin, Placed):
+            return twin
+        raise twin from None
+    return placed
 
 
-async def _record(chain_id: int, order: OrderInput, figures: pricing.Quote) -> Order:
+async def _twin(chain_id: int, order: OrderInput, error: Exception) -> Placed | Exception:
+    """What committed first under one of the order's unique keys: the same txn_id (its result is
+    the answer) or the same dynamic member code (409). Any other conflict is a bug, not a refusal."""
+    if (first := await placed_before(chain_id, order.source, order.txn_id)) is not None:
+        return first
+    if order.member_code and await Order.exists(chain_id=chain_id, member_code=order.member_code):
+        return CodeUsed("This member code was used for an order already: ask for a fresh one")
+    return error
+
+
+async def _record(chain_id: int, order: OrderInput, figures: pricing.Quote, program: Program,
+                  now: datetime) -> Order:
     return await Order.create(
         chain_id=chain_id, store_id=order.store_id, channel=order.channel, source=order.source,
         txn_id=order.txn_id, member_id=order.member.id if order.member else None, member_code=order.member_code,
-        occurred_at=order.occurred_at, subtotal=figures.subtotal, tier_discount=figures.tier_discount,
+        occurred_at=order.occurred_at, received_at=order.received_at or now,
+        period=tiers.period_of(order.occurred_at, program),
+        tier_before=order.member.tier_code if order.member else None,
+        subtotal=figures.subtotal, tier_discount=figures.tier_discount,
         coupon_discount=figures.coupon_discount, points_discount=figures.points_discount, payable=figures.payable,
         points_redeemed=order.redeem_points if figures.points_discount else 0,
         points_earned=figures.points_to_earn, growth_earned=figures.growth_to_earn,
@@ -152,7 +182,10 @@ async def _apply(chain_id: int, order: OrderInput, figures: pricing.Quote, progr
             ref=f"order:{row.id}", occurred_at=order.occurred_at, legs=legs))
         await _move_points(chain_id, member.id, entry.id, row, figures.points_to_earn, pending_until, program, now)
         row.stored_value_principal, row.stored_value_bonus = principal, bonus
-        tier = await raise_tier(member, program, now, first_purchase=True)
+        await tiers.add_figures(chain_id, member.id, row.period, tiers.Figures(
+            growth=figures.growth_to_earn, points_earned=figures.points_to_earn, spend=figures.payable, orders=1))
+        tier = await tiers.raise_tier(member, program, now)
+        row.tier_after = member.tier_code if tier["changed"] else None
         balances = await announce_balance(chain_id, member.id, entry.id, now)
     result = {
         "order_id": row.id, "txn_id": row.txn_id, "member_id": member.id if member else None,
@@ -165,7 +198,7 @@ async def _apply(chain_id: int, order: OrderInput, figures: pricing.Quote, progr
         "tier": tier, "duplicate": False,
     }
     row.result = result
-    await row.save(update_fields=["result", "stored_value_principal", "stored_value_bonus"])
+    await row.save(update_fields=["result", "stored_value_principal", "stored_value_bonus", "tier_after"])
     await emit(chain_id, "order.created", {"order_id": row.id, "source": row.source, "txn_id": row.txn_id,
                                            "member_id": result["member_id"], "payable": figures.payable}, now)
     return result
@@ -211,7 +244,7 @@ async def _move_points(chain_id: int, member_id: int, entry_id: int, row: Order,
         await PendingPoints.create(chain_id=chain_id, member_id=member_id, order_id=row.id, amount=earned,
                                    remaining=earned, vest_at=pending_until)
     else:
-        await points.add_lot(chain_id, member_id, entry_id, earned, row.occurred_at, program)
+        await points.add_lot(chain_id, member_id, entry_id, earned, row.occurred_at, program, order_id=row.id)
 
 
 # ---- refunds -------------------------------------------------------------------------------
@@ -225,7 +258,8 @@ class RefundInput:
     amount: int | None = None
 
 
-async def refund_order(chain_id: int, refund: RefundInput, program: Program, now: datetime) -> Placed:
+async def refund_order(chain_id: int, refund: RefundInput, program: Program, now: datetime,
+                       seal: Seal | None = None) -> Placed:
     """Take back, pro rata, what an order gave and return what it took; once per refund_id."""
     order = await find_order(chain_id, refund.source, refund.txn_id)
     if order is None:
@@ -236,11 +270,14 @@ async def refund_order(chain_id: int, refund: RefundInput, program: Program, now
     try:
         async with in_transaction():
             order = await Order.select_for_update().get(id=order.id)
-            result = await _apply_refund(chain_id, order, refund, program, now)
+            placed = Placed(await _apply_refund(chain_id, order, refund, program, now), False)
+            await seal_with(seal, placed)
     except (IntegrityError, DuplicateEntry):
-        done = await Refund.get(order_id=order.id, refund_id=refund.refund_id)
+        done = await Refund.get_or_none(order_id=order.id, refund_id=refund.refund_id)
+        if done is None:
+            raise
         return Placed({**done.result, "duplicate": True}, True)
-    return Placed(result, False)
+    return placed
 
 
 def _figures(order: Order) -> pricing.OrderFigures:
@@ -270,18 +307,19 @@ async def _apply_refund(chain_id: int, order: Order, refund: RefundInput, progra
         share = pricing.refund_by_amount(figures, refund.amount or 0)
     row = await Refund.create(chain_id=chain_id, order_id=order.id, refund_id=refund.refund_id, amount=share.amount,
                               lines=[{"sku": s, "qty": q} for s, q in (refund.lines or [])])
-    balances = None
+    balances, tier = None, None
     if order.member_id is not None:
         from_pending = await _pending_of(order, share.points_reversed)
         entry = await _post_refund(chain_id, order, refund, share, from_pending, now)
         await _refund_points(chain_id, order, entry.id, share, from_pending, program, now)
+        tier = await _refund_tier(chain_id, order, share, program, now)
         balances = await announce_balance(chain_id, order.member_id, entry.id, now)
     _remember_refund(order, figures, share, refunded_qty)
     await order.save(update_fields=["refunded_amount", "refund_state", "lines"])
     result = {"refund_id": refund.refund_id, "order_id": order.id, "txn_id": order.txn_id, "amount": share.amount,
               "points_reversed": share.points_reversed, "points_returned": share.points_returned,
               "stored_value_returned": share.sv_principal_returned + share.sv_bonus_returned,
-              "coupons_restored": [], "balances": balances, "duplicate": False}
+              "coupons_restored": [], "balances": balances, "tier": tier, "duplicate": False}
     row.result = result
     await row.save(update_fields=["result"])
     await emit(chain_id, "order.refunded", {"order_id": order.id, "refund_id": refund.refund_id,
@@ -307,6 +345,19 @@ async def _post_refund(chain_id: int, order: Order, refund: RefundInput, share: 
         ref=f"order:{order.id}", occurred_at=now, legs=legs))
 
 
+async def _refund_tier(chain_id: int, order: Order, share: pricing.RefundShare, program: Program,
+                       now: datetime) -> dict:
+    """Take the refunded part out of the figures of the order's month (a wholly refunded order no
+    longer counts as a purchase), then return the member to the tier they had before the order
+    if the figures no longer reach the level it lifted them to."""
+    whole = share.ratio == 1
+    await tiers.add_figures(chain_id, order.member_id, order.period, tiers.Figures(
+        growth=-share.growth_reversed, points_earned=-share.points_reversed, spend=-share.amount,
+        orders=-1 if whole else 0))
+    member = await Member.get(id=order.member_id)
+    return await tiers.settle_after_refund(member, program, order.tier_after, order.tier_before, now)
+
+
 async def _pending_of(order: Order, wanted: int) -> int:
     """Points of this order still pending are reversed there first. The pending row is locked
     before any account row, the same order ``vest_points`` takes them in: no deadlock."""
@@ -319,7 +370,7 @@ async def _refund_points(chain_id: int, order: Order, entry_id: int, share: pric
     if from_pending:
         await PendingPoints.filter(order_id=order.id, vested=False).update(remaining=F("remaining") - from_pending)
     if share.points_reversed - from_pending:
-        await points.take_from_lots(order.member_id, share.points_reversed - from_pending)
+        await points.take_from_lots(order.member_id, share.points_reversed - from_pending, order_first=order.id)
     if share.points_returned:
         await points.add_lot(chain_id, order.member_id, entry_id, share.points_returned, now, program)
 

@@ -22,21 +22,25 @@ async def points_balance(member_id: int) -> int:
 
 
 async def add_lot(chain_id: int, member_id: int, entry_id: int, amount: int, vested_at: datetime,
-                  program: Program) -> PointsLot | None:
+                  program: Program, order_id: int | None = None) -> PointsLot | None:
     """Record ``amount`` points just credited as a lot; a negative balance absorbs them first."""
     balance_after = await points_balance(member_id)
     remaining = min(amount, max(balance_after, 0))
     expires_at = lot_expiry(vested_at, program.points.expiry, ZoneInfo(program.timezone))
     return await PointsLot.create(
-        chain_id=chain_id, member_id=member_id, entry_id=entry_id, amount=amount,
+        chain_id=chain_id, member_id=member_id, entry_id=entry_id, order_id=order_id, amount=amount,
         remaining=remaining, vested_at=vested_at, expires_at=expires_at,
     )
 
 
-async def take_from_lots(member_id: int, amount: int) -> int:
-    """Draw ``amount`` from the lots expiring first; returns what the lots could give."""
+async def take_from_lots(member_id: int, amount: int, order_first: int | None = None) -> int:
+    """Draw ``amount`` from the lots expiring first; returns what the lots could give.
+
+    A refund's claw-back names its order (``order_first``): the lots that order made are drawn
+    first, so that taking back its points never leaves the member later-expiring ones."""
     lots = await PointsLot.filter(member_id=member_id, remaining__gt=0).order_by("id")
-    views = [LotView(lot.id, int(lot.remaining), lot.expires_at) for lot in lots]
+    views = [LotView(lot.id, int(lot.remaining), lot.expires_at, lot.order_id == order_first)
+             for lot in lots]
     total = 0
     for lot_id, take in draw(views, amount):
         await PointsLot.filter(id=lot_id).update(remaining=F("remaining") - take)

@@ -1,16 +1,37 @@
-"""Where a member stands on the tier ladder: the metric over its window and the next threshold."""
+"""Where a member stands on the tier ladder, from figures kept per member and month.
+
+Every change that moves a tier metric (an order, a refund, a welcome) adds to the member's
+figures for its month (``MemberFigure``, ``period`` = yyyymm in the chain's timezone) and to
+their lifetime row (``period`` 0), in the same transaction as its postings. A metric is the
+sum of the window's rows: at most ``window_months`` rows, however long the member's history.
+
+Windows count whole calendar months in the chain's timezone: a rolling window of N months is
+the current month and the N - 1 before it; ``calendar_year`` is January to December of the
+current year (growth starts again from zero each 1 January).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from tortoise.functions import Sum
-
-from .clock import utc
-from .models import Member, Order, Posting
+from . import sql
+from .models import Member
+from .outbox import emit
 from .program import Level, Program
-from .rules.calendar import shift_months
+
+METRICS = ("growth", "points_earned", "spend", "stored_value")
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What one cause adds to a member's figures (negative for a refund)."""
+
+    growth: int = 0
+    points_earned: int = 0
+    spend: int = 0
+    stored_value: int = 0
+    orders: int = 0
 
 
 @dataclass(frozen=True)
@@ -21,32 +42,59 @@ class Standing:
     next_threshold: int | None
 
 
-def window_start(program: Program, now: datetime) -> datetime:
-    tz = ZoneInfo(program.timezone)
-    local = now.astimezone(tz)
+def period_of(moment: datetime, program: Program) -> int:
+    """The month a cause counts in: yyyymm on the chain's local calendar."""
+    local = moment.astimezone(ZoneInfo(program.timezone))
+    return local.year * 100 + local.month
+
+
+def window(program: Program, now: datetime) -> tuple[int, int]:
+    """The first and last period of the metric's window at ``now``."""
+    last = period_of(now, program)
+    year, month = divmod(last, 100)
     if program.tiers.window == "calendar_year":
-        return utc(local.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0))
-    return utc(shift_months(local, -program.tiers.window_months))
+        return year * 100 + 1, last
+    index = year * 12 + (month - 1) - (program.tiers.window_months - 1)
+    return (index // 12) * 100 + index % 12 + 1, last
 
 
-async def metric_value(member_id: int, program: Program, now: datetime) -> int:
-    since = window_start(program, now)
-    metric = program.tiers.metric
-    if metric == "spend":
-        row = await Order.filter(member_id=member_id, occurred_at__gte=since).annotate(
-            paid=Sum("payable"), back=Sum("refunded_amount")).first().values("paid", "back")
-        return int((row or {}).get("paid") or 0) - int((row or {}).get("back") or 0)
-    ledger, positive_only = {
-        "growth": ("growth", False),
-        "points_earned": ("points", True),
-        "stored_value": ("sv_principal", True),
-    }[metric]
-    query = Posting.filter(account__member_id=member_id, ledger=ledger, entry__occurred_at__gte=since)
-    if positive_only:
-        kinds = {"points": ["order", "behavior", "vest"], "sv_principal": ["topup"]}[ledger]
-        query = query.filter(amount__gt=0, entry__kind__in=kinds)
-    row = await query.annotate(total=Sum("amount")).first().values("total")
-    return int((row or {}).get("total") or 0)
+UPSERT = """
+INSERT INTO member_figures (chain_id, member_id, period, growth, points_earned, spend, stored_value, orders)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8), ($1, $2, 0, $4, $5, $6, $7, $8)
+ON CONFLICT (chain_id, member_id, period) DO UPDATE SET
+  growth = member_figures.growth + excluded.growth,
+  points_earned = member_figures.points_earned + excluded.points_earned,
+  spend = member_figures.spend + excluded.spend,
+  stored_value = member_figures.stored_value + excluded.stored_value,
+  orders = member_figures.orders + excluded.orders
+"""
+
+
+async def add_figures(chain_id: int, member_id: int, period: int, figures: Figures) -> None:
+    """Add ``figures`` to the member's month and lifetime rows (one statement). Call inside the
+    transaction that posts the cause, after its account rows are locked."""
+    await sql.execute(UPSERT, chain_id, member_id, period, figures.growth, figures.points_earned, figures.spend,
+                      figures.stored_value, figures.orders)
+
+
+@dataclass(frozen=True)
+class Reading:
+    metric: int
+    lifetime_orders: int
+
+
+async def read(chain_id: int, member_id: int, program: Program, now: datetime) -> Reading:
+    """The window's metric and the lifetime orders count, in one query over a bounded set of rows."""
+    first, last = window(program, now)
+    column = program.tiers.metric
+    assert column in METRICS
+    found = await sql.rows(
+        f"SELECT COALESCE(SUM(CASE WHEN period > 0 THEN {column} ELSE 0 END), 0) AS metric, "
+        "COALESCE(SUM(CASE WHEN period = 0 THEN orders ELSE 0 END), 0) AS orders "
+        "FROM member_figures WHERE chain_id = $1 AND member_id = $2 AND (period = 0 OR period BETWEEN $3 AND $4)",
+        chain_id, member_id, first, last)
+    row = found[0] if found else {}
+    return Reading(int(row.get("metric") or 0), int(row.get("orders") or 0))
 
 
 def level_for(program: Program, value: int, without_review: bool = False) -> Level:
@@ -58,6 +106,20 @@ def level_for(program: Program, value: int, without_review: bool = False) -> Lev
     return reached
 
 
+def higher(program: Program, *levels: Level) -> Level:
+    return max(levels, key=lambda level: level.threshold)
+
+
+def earned_level(program: Program, reading: Reading) -> Level:
+    """The level the figures earn by themselves: the metric's, or a first-purchase task upgrade's.
+    A level with ``manual_review`` is never entered here (a reviewer decides it)."""
+    target = level_for(program, reading.metric, without_review=True)
+    for upgrade in program.tiers.task_upgrades:
+        if upgrade.task == "first_purchase" and reading.lifetime_orders >= upgrade.count:
+            target = higher(program, target, program.level(upgrade.to))
+    return target
+
+
 def next_threshold(program: Program, level: Level) -> int | None:
     above = [lv.threshold for lv in program.tiers.levels if lv.threshold > level.threshold]
     return min(above) if above else None
@@ -65,24 +127,44 @@ def next_threshold(program: Program, level: Level) -> int | None:
 
 async def standing(member: Member, program: Program, now: datetime) -> Standing:
     level = program.level(member.tier_code)
-    current = await metric_value(member.id, program, now)
-    return Standing(level, program.tiers.metric, current, next_threshold(program, level))
+    reading = await read(member.chain_id, member.id, program, now)
+    return Standing(level, program.tiers.metric, reading.metric, next_threshold(program, level))
 
 
-async def raise_tier(member: Member, program: Program, now: datetime, first_purchase: bool = False) -> dict:
-    """Reaching a threshold upgrades at once, never down (``evaluate_tiers`` lowers after retention).
-    A ``first_purchase`` task upgrade may lift further. A level with ``manual_review`` is not
-    entered here (a reviewer decides it); the highest level below it that needs none is."""
-    current = program.level(member.tier_code)
-    target = level_for(program, await metric_value(member.id, program, now), without_review=True)
-    if first_purchase:
-        for upgrade in program.tiers.task_upgrades:
-            if upgrade.task == "first_purchase" and await Order.filter(member_id=member.id).count() >= upgrade.count:
-                lifted = program.level(upgrade.to)
-                target = lifted if lifted.threshold > target.threshold else target
-    changed = target.threshold > current.threshold
-    if changed:
-        await Member.filter(id=member.id).update(tier_code=target.code, tier_since=now)
-        member.tier_code = target.code
-    level = target if changed else current
+def tier_answer(level: Level, changed: bool) -> dict:
     return {"code": level.code, "name": level.name, "changed": changed}
+
+
+async def raise_tier(member: Member, program: Program, now: datetime) -> dict:
+    """Reaching a threshold upgrades at once, never down (``evaluate_tiers`` lowers after retention)."""
+    current = program.level(member.tier_code)
+    target = earned_level(program, await read(member.chain_id, member.id, program, now))
+    if target.threshold <= current.threshold:
+        return tier_answer(current, False)
+    await _move_tier(member, current, target, now, "upgrade")
+    return tier_answer(target, True)
+
+
+async def settle_after_refund(member: Member, program: Program, lifted_to: str | None, before: str | None,
+                              now: datetime) -> dict:
+    """A refund that takes the figures back below the level its order reached returns the member
+    to the tier they had before that order (or to what the figures still earn, if higher). Only
+    while that order's level is still the member's tier: a later upgrade stands on its own."""
+    current = program.level(member.tier_code)
+    if lifted_to is None or member.tier_code != lifted_to:
+        return tier_answer(current, False)
+    earned = earned_level(program, await read(member.chain_id, member.id, program, now))
+    if earned.threshold >= current.threshold:
+        return tier_answer(current, False)
+    target = higher(program, earned, program.level(before or program.tiers.levels[0].code))
+    if target.code == current.code:
+        return tier_answer(current, False)
+    await _move_tier(member, current, target, now, "refund")
+    return tier_answer(target, True)
+
+
+async def _move_tier(member: Member, current: Level, target: Level, now: datetime, why: str) -> None:
+    await Member.filter(id=member.id).update(tier_code=target.code, tier_since=now)
+    member.tier_code = target.code
+    await emit(member.chain_id, "tier.changed", {"member_id": member.id, "from": current.code, "to": target.code,
+                                                 "reason": why}, now)

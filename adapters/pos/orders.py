@@ -1,40 +1,39 @@
 """A till's order payload -> the core's ``OrderInput``.
 
-The member is whoever the code names *at the time of the sale*: an offline upload resolves a
-dynamic code against its ``occurred_at`` (codes are remembered for a day). Only a dynamic code
-is kept on the order, where a unique constraint lets it commit one order only.
+A sale's ``occurred_at`` lies within 7 days before and 5 minutes after the server's clock. An
+online order's dynamic member code must be valid when the order is received; only an offline
+upload resolves it against ``occurred_at`` (the sale was made while the till was offline, and
+codes are remembered for a day). Only a dynamic code is kept on the order, where a unique
+constraint lets it commit one order only.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from pydantic import ValidationError
 
 from loyalty_core import codes
 from loyalty_core.crypto import Vault
 from loyalty_core.errors import LoyaltyError, ValidationFailed, field_errors
-from loyalty_core.orders import OrderInput, Payment
+from loyalty_core.orders import OrderInput, Payment, check_sale_time
 from loyalty_core.rules.pricing import Line
 
 from .schemas import OrderIn, PreviewIn
-
-FUTURE_SLACK = timedelta(seconds=300)
-
 
 def source(store_id: int) -> str:
     return f"store:{store_id}"
 
 
 async def to_core(body: PreviewIn, store_id: int, chain_id: int, cache: codes.Cache, vault: Vault,
-                  now: datetime) -> OrderInput:
+                  now: datetime, offline: bool = False) -> OrderInput:
     occurred_at = body.occurred_at or now
-    if occurred_at > now + FUTURE_SLACK:
-        raise ValidationFailed([{"field": "occurred_at", "message": "is in the future"}])
+    check_sale_time(occurred_at, now)
     member, dynamic = None, None
     if body.member_code:
-        member, dynamic = await codes.find_member(cache, vault, chain_id, body.member_code, occurred_at)
+        member, dynamic = await codes.find_member(cache, vault, chain_id, body.member_code,
+                                                  occurred_at if offline else now)
     elif body.member_id:
         member = await codes.member_by_id(chain_id, body.member_id)
     return OrderInput(
@@ -42,7 +41,7 @@ async def to_core(body: PreviewIn, store_id: int, chain_id: int, cache: codes.Ca
         lines=[Line(sku=l.sku, category=l.category, qty=l.qty, unit_price=l.unit_price, amount=l.amount)
                for l in body.lines],
         member=member, member_code=dynamic, coupons=list(body.coupons), redeem_points=body.redeem_points,
-        payments=[Payment(p.method, p.amount) for p in body.payments],
+        payments=[Payment(p.method, p.amount) for p in body.payments], received_at=now,
     )
 
 

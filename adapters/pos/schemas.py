@@ -129,6 +129,8 @@ class RefundOut(BaseModel):
     stored_value_returned: int
     coupons_restored: list[str]
     balances: Balances | None
+    tier: OrderTier | None = Field(None, description="the member's tier after the refund; changed when the refund "
+                                                    "took back the upgrade its order gave")
     duplicate: bool
 
 

@@ -23,8 +23,12 @@ async def _program(call: Call):
            body=s.NewStore, response=s.StoreOut, status=201, idempotent="optional",
            errors=ERR_AUTH + ("already_exists", "validation_error"))
 async def create_store(call: Call):
-    store = await chains.create_store(call.chain_id, call.body.code, call.body.name, call.body.timezone)
-    return Reply(store_out(store), 201)
+    def shape(store: Store) -> Reply:
+        return Reply(store_out(store), 201)
+
+    store = await chains.create_store(call.chain_id, call.body.code, call.body.name, call.body.timezone,
+                                      seal=call.seal(shape))
+    return await call.answer(shape, store)
 
 
 def store_out(store: Store) -> dict:
@@ -48,9 +52,24 @@ async def list_stores(call: Call):
            description="Answers the terminal's signing secret once; it is stored encrypted and never shown again.")
 async def create_terminal(call: Call):
     store_code = call.request.match_info["store_code"]
-    issued = await chains.create_terminal(call.chain_id, store_code, call.body.code, call.services.vault)
-    return Reply({"terminal_id": issued.terminal.terminal_id, "secret": issued.secret,
-                  "store_code": store_code, "code": issued.terminal.code}, 201)
+
+    def shape(issued: chains.IssuedTerminal) -> Reply:
+        return Reply({"terminal_id": issued.terminal.terminal_id, "secret": issued.secret,
+                      "store_code": store_code, "code": issued.terminal.code}, 201)
+
+    issued = await chains.create_terminal(call.chain_id, store_code, call.body.code, call.services.vault,
+                                          seal=call.seal(shape))
+    return await call.answer(shape, issued)
+
+
+@API.route("DELETE", "/v1/stores/{store_code}/terminals/{terminal_id}", auth="admin:configure",
+           summary="Revoke a POS terminal", tag="stores", status=204, errors=ERR_AUTH + ("not_found",),
+           description="For a lost or retired till: every request it signs answers 401 from then on. "
+                       "Its orders stay; revoking again answers 404.")
+async def revoke_terminal(call: Call):
+    await chains.revoke_terminal(call.chain_id, call.request.match_info["store_code"],
+                                 call.request.match_info["terminal_id"], call.services.clock.now())
+    return Reply(None, 204)
 
 
 @API.route("GET", "/v1/program", auth="admin:read", summary="The chain's loyalty program", tag="program",
@@ -76,8 +95,17 @@ async def register_member(call: Call):
     body = call.body
     new = members.NewMember(phone=body.phone, name=body.name, birthday=body.birthday, card_no=body.card_no,
                             store_code=body.store_code, channel="admin")
-    member = await members.register_member(call.chain_id, new, program, call.services.vault, now)
-    return Reply(await members.member_view(member, program, call.services.vault, now), 201)
+    return await registered(call, new, program, now)
+
+
+async def registered(call: Call, new: members.NewMember, program, now) -> Reply:
+    """Register ``new`` and answer the member's view (sealed with the registration)."""
+    async def shape(member) -> Reply:
+        return Reply(await members.member_view(member, program, call.services.vault, now), 201)
+
+    member = await members.register_member(call.chain_id, new, program, call.services.vault, now,
+                                           seal=call.seal(shape))
+    return await call.answer(shape, member)
 
 
 @API.route("GET", "/v1/members", auth="admin:read", summary="Search members", tag="members",
@@ -116,13 +144,18 @@ async def member_ledger(call: Call):
            description="Audited with the admin key and the reason. A debit never takes a balance below zero.")
 async def adjust(call: Call):
     body = call.body
+
+    def shape(result: dict) -> Reply:
+        return Reply(result, 201)
+
     try:
         result = await members.adjust(call.chain_id, call.path_id("member_id"), body.account, body.amount,
                                       body.reason, call.principal.actor, await _program(call),
-                                      call.services.clock.now(), cause=f"claim:{call.claim_id}")
+                                      call.services.clock.now(), cause=f"claim:{call.claim_id}",
+                                      seal=call.seal(shape))
     except DuplicateEntry:
         raise RequestInProgress("This request is being applied already; retry to get its answer") from None
-    return Reply(result, 201)
+    return await call.answer(shape, result)
 
 
 @API.route("POST", "/v1/members/{member_id}/freeze", auth="admin:members", summary="Freeze a member", tag="members",
@@ -153,9 +186,13 @@ async def erase_member(call: Call):
            body=s.NewAdminKey, response=s.AdminKeyOut, status=201, idempotent="optional",
            errors=ERR_AUTH + ("validation_error",), description="The key itself is shown once; only its hash is kept.")
 async def create_admin_key(call: Call):
-    issued = await chains.issue_admin_key(call.chain_id, call.body.role, call.principal.key_id, call.body.label)
-    return Reply({"id": issued.id, "role": issued.role, "prefix": issued.prefix, "label": call.body.label,
-                  "created_at": issued.created_at.isoformat(), "key": issued.key}, 201)
+    def shape(issued: chains.IssuedKey) -> Reply:
+        return Reply({"id": issued.id, "role": issued.role, "prefix": issued.prefix, "label": call.body.label,
+                      "created_at": issued.created_at.isoformat(), "key": issued.key}, 201)
+
+    issued = await chains.issue_admin_key(call.chain_id, call.body.role, call.principal.key_id, call.body.label,
+                                          seal=call.seal(shape))
+    return await call.answer(shape, issued)
 
 
 @API.route("GET", "/v1/admin-keys", auth="admin:keys", summary="List admin keys (never the keys themselves)",

@@ -12,12 +12,13 @@ from loyalty_core.models import Store
 
 from .. import schemas as s
 from ..api import Call, Reply
+from .admin import registered
 from ..problems import from_error
 from . import API
 
 SIGNED = ("unauthorized", "stale_request", "replayed_request", "invalid_signature")
 REFUSALS = ("insufficient_points", "insufficient_stored_value", "coupon_not_usable", "member_frozen",
-            "invalid_redeem_points", "redeem_over_limit")
+            "invalid_redeem_points", "redeem_over_limit", "occurred_at_out_of_range")
 
 
 async def _program(call: Call):
@@ -32,8 +33,7 @@ async def register_member(call: Call):
     now = call.services.clock.now()
     new = members.NewMember(phone=call.body.phone, name=call.body.name, birthday=call.body.birthday,
                             store_code=store.code, channel="pos")
-    member = await members.register_member(call.chain_id, new, program, call.services.vault, now)
-    return Reply(await members.member_view(member, program, call.services.vault, now), 201)
+    return await registered(call, new, program, now)
 
 
 @API.route("POST", "/v1/pos/scan", auth="terminal", summary="Identify what the scanner read", tag="pos",
@@ -71,17 +71,23 @@ async def preview(call: Call):
                        "duplicate: true. A dynamic member code commits one order only (409 code_used).")
 async def place_order(call: Call):
     program, store_id = await _program(call), call.principal.store_id
-    placed = await _place(call, call.body, store_id, program)
+    placed = await _place(call, call.body, store_id, program, seal=call.seal(_placed))
+    return await call.answer(_placed, placed)
+
+
+def _placed(placed: orders.Placed) -> Reply:
     return Reply(placed.result, 200 if placed.duplicate else 201)
 
 
-async def _place(call: Call, body: OrderIn, store_id: int, program) -> orders.Placed:
+async def _place(call: Call, body: OrderIn, store_id: int, program, offline: bool = False,
+                 seal=None) -> orders.Placed:
     # A resend is a duplicate whatever its member code has become since (expired, forgotten).
     if (first := await orders.placed_before(call.chain_id, pos_orders.source(store_id), body.txn_id)) is not None:
         return first
-    order = await pos_orders.to_core(body, store_id, call.chain_id, call.services.cache, call.services.vault,
-                                     call.services.clock.now())
-    return await orders.place_order(call.chain_id, order, program, call.services.clock.now())
+    now = call.services.clock.now()
+    order = await pos_orders.to_core(body, store_id, call.chain_id, call.services.cache, call.services.vault, now,
+                                     offline=offline)
+    return await orders.place_order(call.chain_id, order, program, now, seal=seal)
 
 
 @API.route("POST", "/v1/pos/orders/batch", auth="terminal", summary="Upload sales kept while offline", tag="pos",
@@ -101,7 +107,7 @@ async def _batch_one(call: Call, item, store_id: int, program) -> dict:
     if isinstance(item, pos_orders.Rejected):
         return {"txn_id": item.txn_id, "status": "rejected", "problem": _problem_dict(item.error)}
     try:
-        placed = await _place(call, item, store_id, program)
+        placed = await _place(call, item, store_id, program, offline=True)
     except LoyaltyError as error:
         return {"txn_id": item.txn_id, "status": "rejected", "problem": _problem_dict(error)}
     return {"txn_id": item.txn_id, "status": "duplicate" if placed.duplicate else "created", "result": placed.result}
@@ -123,5 +129,5 @@ async def refund(call: Call):
     placed = await orders.refund_order(call.chain_id, orders.RefundInput(
         source=pos_orders.source(store_id), txn_id=call.request.match_info["txn_id"], refund_id=body.refund_id,
         lines=[(line.sku, line.qty) for line in body.lines] if body.lines else None, amount=body.amount),
-        program, call.services.clock.now())
-    return Reply(placed.result, 200 if placed.duplicate else 201)
+        program, call.services.clock.now(), seal=call.seal(_placed))
+    return await call.answer(_placed, placed)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from ..program import Expiry
@@ -30,11 +30,13 @@ class LotView:
     id: int
     remaining: int
     expires_at: datetime | None
+    first: bool = False  # drawn before every other lot (the refunded order's own lot)
 
 
 def draw_order(lots: list[LotView]) -> list[LotView]:
-    """Lots that expire first are spent first; lots that never expire come last."""
-    return sorted(lots, key=lambda lot: (lot.expires_at is None, lot.expires_at or datetime.max, lot.id))
+    """Lots marked ``first`` come first; then lots that expire first; lots that never expire last."""
+    return sorted(lots, key=lambda lot: (not lot.first, lot.expires_at is None,
+                                         lot.expires_at or datetime.max.replace(tzinfo=timezone.utc), lot.id))
 
 
 def draw(lots: list[LotView], amount: int) -> list[tuple[int, int]]:

@@ -307,6 +307,8 @@ def _refund_qty(order: OrderFigures, lines: list[tuple[str, int]]) -> list[int]:
 def refund_by_lines(order: OrderFigures, lines: list[tuple[str, int]]) -> tuple[RefundShare, list[int]]:
     """Refund whole units: the ratio is the refunded share of the line amounts, the earn ratio the
     refunded share of the earning weight (eligible x factor)."""
+    if order.refunded_ratio >= 1:
+        raise RefundExceedsOrder("This order was refunded in full already.")
     refunded_qty = _refund_qty(order, lines)
     value_before, earn_before = _line_shares(order, order.refunded_qty)
     value_after, earn_after = _line_shares(order, refunded_qty)

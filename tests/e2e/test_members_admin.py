@@ -1,11 +1,10 @@
 """Members through the admin API: joining, finding, history, freezing, correcting, erasing."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime
 from urllib.parse import quote
 
 from loyalty_core.models import JournalEntry, Member, Posting
-from loyalty_core.rules.calendar import shift_months
 from loyalty_core.verify import verify
 
 from ..helpers import adjustment, ledger_items, problem, sql_rows
@@ -203,14 +202,14 @@ async def test_adjustments_are_audited_and_never_overdraw(chain):
 
 
 async def test_tier_progress_counts_growth_inside_the_window_in_the_chains_timezone(chain, clock):
-    """The window is measured in the chain's timezone; the database compares it as an instant."""
+    """A 12-month window is the current local month and the 11 before it, in the chain's timezone."""
     await chain.set_program({**WELCOME, "timezone": "Asia/Shanghai", "tiers": {"window_months": 12, "levels": [
         {"code": "regular", "name": "普通", "threshold": 0}, {"code": "silver", "name": "银卡", "threshold": 1000}]}})
-    joined_at = clock.now()
+    clock.at = datetime.fromisoformat("2026-01-31T20:00:00+00:00")  # 1 February 04:00 in Shanghai
     member = await chain.new_member("13600136006")
     assert member["tier"]["progress"] == {"metric": "growth", "current": 100, "next_threshold": 1000}
 
-    clock.at = shift_months(joined_at, 12) - timedelta(hours=4)  # the welcome growth is 4 h inside the window
+    clock.at = datetime.fromisoformat("2027-01-31T15:59:00+00:00")  # 31 January 23:59 in Shanghai: still inside
     assert (await chain.member(member["id"]))["tier"]["progress"]["current"] == 100
-    clock.at = shift_months(joined_at, 12) + timedelta(minutes=1)  # and now just outside it
+    clock.at = datetime.fromisoformat("2027-01-31T16:00:00+00:00")  # 1 February: February 2026 left the window
     assert (await chain.member(member["id"]))["tier"]["progress"]["current"] == 0

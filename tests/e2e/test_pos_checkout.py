@@ -18,9 +18,9 @@ async def till(till, clock):
 
 async def test_rate_and_floor_at_the_end(till):
     member = await till.new_member("13800000001")
-    # Friday 2026-11-20 10:00 Shanghai: no campaign. 1999 fen at 1 point per 100 fen -> 19.99 -> 19.
+    # Friday 2026-11-27 10:00 Shanghai: no campaign. 1999 fen at 1 point per 100 fen -> 19.99 -> 19.
     result = await till.sale(order("T1", [line("LATTE", "coffee", 1999)], member_id=member["id"],
-                                   at="2026-11-20T10:00:00+08:00"))
+                                   at="2026-11-27T10:00:00+08:00"))
     assert result["points_earned"] == 19
     assert result["payable"] == 1999
     assert result["balances"]["points"] == 19
@@ -32,16 +32,17 @@ async def test_category_multiplier_and_excluded_category(till):
     # fresh x2: 1200 fen -> 12 x 2 = 24; tobacco excluded: 2000 fen -> 0; coffee 1000 -> 10. Total 34.
     result = await till.sale(order("T2", [line("APPLE", "fresh", 1200), line("CIG", "tobacco", 2000),
                                           line("LATTE", "coffee", 1000)], member_id=member["id"],
-                                   at="2026-11-20T10:00:00+08:00"))
+                                   at="2026-11-27T10:00:00+08:00"))
     assert result["points_earned"] == 34
 
 
-async def test_campaign_days_hours_and_largest_factor_in_chain_timezone(till):
+async def test_campaign_days_hours_and_largest_factor_in_chain_timezone(till, clock):
     member = await till.new_member("13800000003")
     # 2026-11-27T16:30Z is Saturday the 28th 00:30 in Shanghai: member day x2 -> 1000 fen earns 20.
     member_day = await till.sale(order("C1", [line("LATTE", "coffee", 1000)], member_id=member["id"],
                                        at="2026-11-27T16:30:00Z"))
     assert member_day["points_earned"] == 20 and member_day["campaign"] == "member day"
+    clock.at = datetime.fromisoformat("2026-11-20T12:00:00+08:00")  # sales reach the gateway within 7 days
     # Wednesday 2026-11-18 is both the 18th (member day x2) and a weekday lunch (x1.5): largest wins, x2.
     both = await till.sale(order("C2", [line("LATTE", "coffee", 1000)], member_id=member["id"],
                                  at="2026-11-18T12:00:00+08:00"))
@@ -63,7 +64,7 @@ async def test_tier_multiplier_is_exact_decimal(till):
     member = await till.new_member("13800000004")
     # 6000 fen x 1.15 = 69 exactly (a binary float would give 68.99999 -> 68).
     result = await till.sale(order("M1", [line("BEANS", "coffee", 6000)], member_id=member["id"],
-                                   at="2026-11-20T10:00:00+08:00"))
+                                   at="2026-11-27T10:00:00+08:00"))
     assert result["points_earned"] == 69
 
 
@@ -72,7 +73,7 @@ async def gold_member(till, phone: str) -> dict:
     member = await till.new_member(phone)
     # Friday 10:00, no campaign, regular x1: 500000 fen -> 5000 points, 5000 growth -> gold at once.
     big = await till.sale(order("BIG-" + phone, [line("TV", "electronics", 500000)], member_id=member["id"],
-                                at="2026-11-20T10:00:00+08:00"))
+                                at="2026-11-27T10:00:00+08:00"))
     assert big["points_earned"] == 5000
     assert big["tier"] == {"code": "gold", "name": "金卡", "changed": True}
     return member
@@ -124,10 +125,10 @@ async def test_member_day_gold_order_with_excluded_line_and_redeemed_points(till
 async def test_full_refund_after_the_points_were_spent_goes_negative(till):
     member = await till.new_member("13800000006")
     # A: 10000 fen on a plain Friday morning -> 100 points.
-    await till.sale(order("A", [line("BEANS", "coffee", 10000)], member_id=member["id"], at="2026-11-20T10:00:00+08:00"))
+    await till.sale(order("A", [line("BEANS", "coffee", 10000)], member_id=member["id"], at="2026-11-27T10:00:00+08:00"))
     # B: spends the 100 points = 100 fen off 1000 (max 500): payable 900, earns floor(900/100) = 9.
     spent = await till.sale(order("B", [line("LATTE", "coffee", 1000)], 900, member_id=member["id"],
-                                  redeem_points=100, at="2026-11-20T10:05:00+08:00"))
+                                  redeem_points=100, at="2026-11-27T10:05:00+08:00"))
     assert spent["balances"]["points"] == 9
     # A is returned whole: all 100 earned points are reversed though only 9 are left: 9 - 100 = -91.
     back = await till.pos("POST", "/v1/pos/orders/A/refunds", {"refund_id": "RA", "lines": [{"sku": "BEANS", "qty": 1}]})
@@ -137,11 +138,11 @@ async def test_full_refund_after_the_points_were_spent_goes_negative(till):
     # A negative balance can't be spent ...
     refused = await till.pos("POST", "/v1/pos/orders", order("C", [line("LATTE", "coffee", 1000)], 900,
                                                               member_id=member["id"], redeem_points=100,
-                                                              at="2026-11-20T10:10:00+08:00"))
+                                                              at="2026-11-27T10:10:00+08:00"))
     await problem(refused, 422, "insufficient_points")
     # ... and new points fill it first: 5000 fen earns 50 -> -41.
     refill = await till.sale(order("D", [line("BEANS", "coffee", 5000)], member_id=member["id"],
-                                   at="2026-11-20T10:15:00+08:00"))
+                                   at="2026-11-27T10:15:00+08:00"))
     assert refill["balances"]["points"] == -41
     assert await verify() == []
 
@@ -150,7 +151,7 @@ async def test_refund_of_an_excluded_line_reverses_no_points(till):
     member = await till.new_member("13800000007")
     # 1000 coffee earns 10; 2000 tobacco earns 0.
     await till.sale(order("E1", [line("LATTE", "coffee", 1000), line("CIG", "tobacco", 2000)], member_id=member["id"],
-                          at="2026-11-20T10:00:00+08:00"))
+                          at="2026-11-27T10:00:00+08:00"))
     back = await (await till.pos("POST", "/v1/pos/orders/E1/refunds",
                                  {"refund_id": "R", "lines": [{"sku": "CIG", "qty": 1}]})).json()
     # The cigarettes carried no earning weight: 0 points back; 2000 fen refunded.
@@ -165,7 +166,7 @@ async def test_stored_value_payment_and_its_pro_rata_return(till):
                               {"account": "stored_value", "amount": 5000, "reason": "opening balance"})
     assert credit.status == 201
     # 3000 fen paid: 2000 from stored value, 1000 by WeChat Pay. Stored-value payments earn like any other: 30.
-    body = order("SV1", [line("CAKE", "bakery", 3000)], at="2026-11-20T10:00:00+08:00", member_id=member["id"])
+    body = order("SV1", [line("CAKE", "bakery", 3000)], at="2026-11-27T10:00:00+08:00", member_id=member["id"])
     body["payments"] = [{"method": "stored_value", "amount": 2000}, {"method": "wechat_pay", "amount": 1000}]
     result = await till.sale(body)
     assert result["points_earned"] == 30
@@ -178,12 +179,12 @@ async def test_stored_value_payment_and_its_pro_rata_return(till):
 
 
 async def test_guest_sale_is_recorded_and_earns_nothing(till):
-    result = await till.sale(order("G1", [line("LATTE", "coffee", 1800)], at="2026-11-20T10:00:00+08:00"))
+    result = await till.sale(order("G1", [line("LATTE", "coffee", 1800)], at="2026-11-27T10:00:00+08:00"))
     assert result["member_id"] is None
     assert result["points_earned"] == 0
     assert result["payable"] == 1800
     again = await till.pos("POST", "/v1/pos/orders", order("G1", [line("LATTE", "coffee", 1800)],
-                                                           at="2026-11-20T10:00:00+08:00"))
+                                                           at="2026-11-27T10:00:00+08:00"))
     assert again.status == 200 and (await again.json())["duplicate"] is True
 
 
@@ -204,7 +205,7 @@ async def test_preview_equals_the_commit_and_changes_nothing(till):
 
 async def test_same_txn_under_a_new_idempotency_key_is_a_duplicate(till):
     member = await till.new_member("13800000010")
-    body = order("DUP", [line("LATTE", "coffee", 1000)], member_id=member["id"], at="2026-11-20T10:00:00+08:00")
+    body = order("DUP", [line("LATTE", "coffee", 1000)], member_id=member["id"], at="2026-11-27T10:00:00+08:00")
     first = await till.sale(body)
     again = await till.sale(body, status=200)
     assert again == {**first, "duplicate": True}
@@ -230,7 +231,7 @@ async def test_preview_ignores_payments_and_a_review_level_is_not_entered_by_a_s
     custom["tiers"]["levels"][2]["manual_review"] = True  # gold needs a reviewer
     await till.set_program(custom)
     member = await till.new_member("13800000012")
-    body = order("RV1", [line("TV", "electronics", 600000)], member_id=member["id"], at="2026-11-20T10:00:00+08:00")
+    body = order("RV1", [line("TV", "electronics", 600000)], member_id=member["id"], at="2026-11-27T10:00:00+08:00")
     preview = await till.pos("POST", "/v1/pos/checkout/preview", body)
     assert preview.status == 200 and (await preview.json())["payable"] == 600000
     sold = await till.sale(body)
