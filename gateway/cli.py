@@ -31,6 +31,9 @@ def parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP gateway")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--single-process", action="store_true",
+                       help="allow running without REDIS_URL on PostgreSQL: this must then be the only gateway "
+                            "process (nonces and member codes live in its memory)")
     serve.set_defaults(run=cmd_serve)
     sub.add_parser("worker", help="outbox delivery and scheduled jobs").set_defaults(run=cmd_worker)
     sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(run=cmd_migrate)
@@ -60,6 +63,11 @@ def cmd_serve(settings: Settings, args, with_worker: bool = False) -> int:
     from .app import create_app
 
     settings.require_secret()
+    if not with_worker and not settings.redis_url and not settings.database_url.startswith("sqlite") \
+            and not getattr(args, "single_process", False):
+        raise SettingsError("REDIS_URL is required beside a shared database: without it each process keeps its own "
+                            "nonces and member codes, and a signed request could be replayed on another process. "
+                            "Set REDIS_URL, or pass --single-process if this is the only gateway process.")
     web.run_app(create_app(settings, with_worker=with_worker), host=args.host, port=args.port, print=None,
                 access_log=None)
     return 0

@@ -5,9 +5,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from tortoise.functions import Sum
+from tortoise.transactions import in_transaction
 
 from .ledger import MEMBER_ACCOUNTS
-from .models import Account, PendingPoints, PointsLot, Posting
+from .models import Account, MemberFigure, PendingPoints, PointsLot, Posting
 
 
 @dataclass(frozen=True)
@@ -20,11 +21,17 @@ class Difference:
 
 
 async def verify(chain_id: int | None = None) -> list[Difference]:
-    found: list[Difference] = []
-    found += await _unbalanced_entries(chain_id)
-    found += await _account_balances(chain_id)
-    found += await _lots_match_points(chain_id)
-    found += await _pending_matches(chain_id)
+    """Every check reads one snapshot (REPEATABLE READ on PostgreSQL; one read transaction on
+    SQLite), so a live system's commits between two reads show no false differences."""
+    async with in_transaction() as connection:
+        if connection.capabilities.dialect == "postgres":
+            await connection.execute_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        found: list[Difference] = []
+        found += await _unbalanced_entries(chain_id)
+        found += await _account_balances(chain_id)
+        found += await _lots_match_points(chain_id)
+        found += await _pending_matches(chain_id)
+        found += await _figures_match(chain_id)
     return found
 
 
@@ -79,3 +86,12 @@ async def _pending_matches(chain_id: int | None) -> list[Difference]:
             found.append(Difference("pending points differ from pending records",
                                     f"member {account.member_id}: records {waiting[account.member_id]}, account {account.balance}"))
     return found
+
+
+async def _figures_match(chain_id: int | None) -> list[Difference]:
+    """A member's lifetime growth figure is their growth account: growth is never spent."""
+    growth = {a.member_id: int(a.balance) for a in await _scoped(Account.filter(kind="growth"), chain_id)}
+    figures = {f.member_id: int(f.growth) for f in await _scoped(MemberFigure.filter(period=0), chain_id)}
+    return [Difference("growth figures differ from the growth account",
+                       f"member {member}: figures {figures.get(member, 0)}, account {growth.get(member, 0)}")
+            for member in sorted(set(growth) | set(figures)) if figures.get(member, 0) != growth.get(member, 0)]

@@ -94,3 +94,10 @@ async def test_unknown_command_and_missing_arguments_exit_non_zero(client, datab
     code, _, err = await loyalty(database_url, "chain", "create")
     assert code == 2 and "name" in err
     assert await sql_rows("SELECT id FROM chains") == []
+
+
+async def test_serve_refuses_a_shared_database_without_redis(client, database_url):
+    shared = "postgres://postgres@127.0.0.1:1/nowhere"  # never reached: the check comes first
+    code, _, err = await loyalty(shared, "serve", "--port", "1")
+    assert code == 2
+    assert "REDIS_URL is required" in err and "--single-process" in err

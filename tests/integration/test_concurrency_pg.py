@@ -112,3 +112,22 @@ async def test_fifty_concurrent_spends_across_two_gateway_processes(chain, datab
     finally:
         await asyncio.gather(*[_stop(process) for process in processes])
     await outcome(chain, member_id, list(answers))
+
+
+async def test_verify_reads_one_snapshot_while_the_ledger_moves(chain):
+    """Postings and account rows read in separate statements would disagree now and then while
+    adjustments commit in between; one REPEATABLE READ snapshot never does."""
+    member_id = await funded_member(chain, 10_000)
+
+    async def moving() -> None:
+        for i in range(60):
+            assert (await adjustment(chain, member_id, 1 if i % 2 else -1, reason="churn")).status == 201
+
+    async def checking() -> list:
+        found = []
+        for _ in range(30):
+            found += await verify()
+        return found
+
+    _, differences = await asyncio.gather(moving(), checking())
+    assert differences == []
