@@ -16,8 +16,10 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from loyalty_core import chains
 from loyalty_core.errors import (InvalidJson, LoyaltyError, NotFound, RequestInProgress, ValidationFailed,
                                  field_errors)
+from loyalty_core.program import Program
 from loyalty_core.unit import Seal
 
 from . import auth, idempotency
@@ -82,6 +84,10 @@ class Call:
     def chain_id(self) -> int:
         assert self.principal is not None
         return self.principal.chain_id
+
+    async def program(self) -> Program:
+        """The caller's chain's program, parsed once and kept for a second (``Services.programs``)."""
+        return await self.services.programs.get(self.chain_id, lambda: chains.get_program(self.chain_id))
 
 
 Handler = Callable[[Call], Awaitable[Any]]

@@ -60,6 +60,24 @@ async def admin(request: web.Request, right: str) -> Principal:
     return Principal(chain_id=key.chain_id, kind="admin", actor=f"admin_key:{key.id}", role=key.role, key_id=key.id)
 
 
+@dataclass(frozen=True)
+class TerminalKey:
+    """What checking a terminal's signature needs, kept by ``Services.terminals`` for a second."""
+
+    id: int
+    chain_id: int
+    store_id: int
+    terminal_id: str
+    secret: str
+
+
+async def _active_terminal(terminal_id: str, services: Services) -> TerminalKey | None:
+    row = await Terminal.get_or_none(terminal_id=terminal_id, active=True)
+    if row is None:
+        return None
+    return TerminalKey(row.id, row.chain_id, row.store_id, row.terminal_id, services.vault.decrypt(row.secret_enc))
+
+
 def signature(secret: str, method: str, path_with_query: str, timestamp: str, nonce: str, body: bytes) -> str:
     """The POS signature of API.md: hex HMAC-SHA256 over method, path, timestamp, nonce, body hash."""
     message = "\n".join([method.upper(), path_with_query, timestamp, nonce, hashlib.sha256(body).hexdigest()])
@@ -82,13 +100,12 @@ async def terminal(request: web.Request, body: bytes, services: Services) -> Pri
         raise Unauthorized("X-Signature must be 64 hex digits")
     if not _printable_ascii(terminal_id, 40):
         raise Unauthorized("Unknown terminal")
-    row = await Terminal.get_or_none(terminal_id=terminal_id, active=True)
+    row = await services.terminals.get(terminal_id, lambda: _active_terminal(terminal_id, services))
     if row is None:
         raise Unauthorized("Unknown terminal")
     if abs(services.clock.now().timestamp() - int(timestamp)) > SKEW_SECONDS:
         raise StaleRequest(f"X-Timestamp is more than {SKEW_SECONDS} s away from the gateway's clock")
-    secret = services.vault.decrypt(row.secret_enc)
-    expected = signature(secret, request.method, request.raw_path, timestamp, nonce, body)
+    expected = signature(row.secret, request.method, request.raw_path, timestamp, nonce, body)
     if not hmac.compare_digest(expected, given.lower()):
         raise InvalidSignature("X-Signature does not match this request")
     fresh = await services.cache.redis.set(services.cache.key(f"{{chain:{row.chain_id}}}", "nonce", row.id, nonce), "1", nx=True,

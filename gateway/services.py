@@ -1,13 +1,14 @@
 """What a request handler or the worker may use, built once per process by the app factory."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from loyalty_core.clock import Clock
 from loyalty_core.crypto import Vault
 
+from .cache import Recent
 from .redis import KeySpace
 from .settings import Settings
 
@@ -18,6 +19,8 @@ class Services:
     vault: Vault
     clock: Clock
     cache: KeySpace
+    terminals: Recent = field(default_factory=Recent)  # terminal_id -> its credentials, at most 1 s old
+    programs: Recent = field(default_factory=Recent)   # chain id -> its parsed Program, at most 1 s old
 
 
 SERVICES = web.AppKey("services", Services)

@@ -15,10 +15,6 @@ from . import API
 ERR_AUTH = ("unauthorized", "forbidden")
 
 
-async def _program(call: Call):
-    return await chains.get_program(call.chain_id)
-
-
 @API.route("POST", "/v1/stores", auth="admin:configure", summary="Create a store", tag="stores",
            body=s.NewStore, response=s.StoreOut, status=201, idempotent="optional",
            errors=ERR_AUTH + ("already_exists", "validation_error"))
@@ -67,22 +63,26 @@ async def create_terminal(call: Call):
            description="For a lost or retired till: every request it signs answers 401 from then on. "
                        "Its orders stay; revoking again answers 404.")
 async def revoke_terminal(call: Call):
-    await chains.revoke_terminal(call.chain_id, call.request.match_info["store_code"],
-                                 call.request.match_info["terminal_id"], call.services.clock.now())
+    terminal_id = call.request.match_info["terminal_id"]
+    await chains.revoke_terminal(call.chain_id, call.request.match_info["store_code"], terminal_id,
+                                 call.services.clock.now())
+    call.services.terminals.drop(terminal_id)  # other processes refuse it within a second
     return Reply(None, 204)
 
 
 @API.route("GET", "/v1/program", auth="admin:read", summary="The chain's loyalty program", tag="program",
            response=Program, errors=ERR_AUTH)
 async def get_program(call: Call):
-    return (await _program(call)).model_dump(mode="json")
+    return (await call.program()).model_dump(mode="json")
 
 
 @API.route("PUT", "/v1/program", auth="admin:configure", summary="Replace the chain's loyalty program",
            tag="program", body=Program, response=Program, errors=ERR_AUTH + ("validation_error",),
            description="The whole program, validated as one document; missing sections take their defaults.")
 async def put_program(call: Call):
-    return (await chains.put_program(call.chain_id, call.body)).model_dump(mode="json")
+    program = await chains.put_program(call.chain_id, call.body)
+    call.services.programs.drop(call.chain_id)  # other processes see it within a second
+    return program.model_dump(mode="json")
 
 
 @API.route("POST", "/v1/members", auth="admin:members", summary="Register a member", tag="members",
@@ -90,7 +90,7 @@ async def put_program(call: Call):
            errors=ERR_AUTH + ("already_exists", "validation_error", "idempotency_key_required"),
            description="Credits the program's welcome points (behaviors.register) once per phone, ever.")
 async def register_member(call: Call):
-    program = await _program(call)
+    program = await call.program()
     now = call.services.clock.now()
     body = call.body
     new = members.NewMember(phone=body.phone, name=body.name, birthday=body.birthday, card_no=body.card_no,
@@ -115,7 +115,7 @@ async def search_members(call: Call):
     found = await members.search_members(call.chain_id, call.services.vault, phone=q.phone, identity=q.identity,
                                          tier=q.tier, after_id=s.decode_cursor(q.cursor), limit=q.limit + 1)
     found, cursor = s.cut(found, q.limit)
-    program, now = await _program(call), call.services.clock.now()
+    program, now = await call.program(), call.services.clock.now()
     return {"items": [await members.member_view(m, program, call.services.vault, now) for m in found],
             "next_cursor": cursor}
 
@@ -124,7 +124,7 @@ async def search_members(call: Call):
            response=s.MemberOut, errors=ERR_AUTH + ("not_found",))
 async def get_member(call: Call):
     member = await members.get_member(call.chain_id, call.path_id("member_id"))
-    return await members.member_view(member, await _program(call), call.services.vault, call.services.clock.now())
+    return await members.member_view(member, await call.program(), call.services.vault, call.services.clock.now())
 
 
 @API.route("GET", "/v1/members/{member_id}/ledger", auth="admin:read", summary="A member's ledger, newest first",
@@ -150,7 +150,7 @@ async def adjust(call: Call):
 
     try:
         result = await members.adjust(call.chain_id, call.path_id("member_id"), body.account, body.amount,
-                                      body.reason, call.principal.actor, await _program(call),
+                                      body.reason, call.principal.actor, await call.program(),
                                       call.services.clock.now(), cause=f"claim:{call.claim_id}",
                                       seal=call.seal(shape))
     except DuplicateEntry:
@@ -163,14 +163,14 @@ async def adjust(call: Call):
            description="A frozen member can neither earn nor spend until unfrozen.")
 async def freeze(call: Call):
     member = await members.set_frozen(call.chain_id, call.path_id("member_id"), True, call.body.reason)
-    return await members.member_view(member, await _program(call), call.services.vault, call.services.clock.now())
+    return await members.member_view(member, await call.program(), call.services.vault, call.services.clock.now())
 
 
 @API.route("POST", "/v1/members/{member_id}/unfreeze", auth="admin:members", summary="Unfreeze a member",
            tag="members", response=s.MemberOut, idempotent=True, errors=ERR_AUTH + ("not_found", "member_erased"))
 async def unfreeze(call: Call):
     member = await members.set_frozen(call.chain_id, call.path_id("member_id"), False, None)
-    return await members.member_view(member, await _program(call), call.services.vault, call.services.clock.now())
+    return await members.member_view(member, await call.program(), call.services.vault, call.services.clock.now())
 
 
 @API.route("DELETE", "/v1/members/{member_id}", auth="admin:members", summary="Erase a member's personal data (PIPL)",

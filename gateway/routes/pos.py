@@ -6,7 +6,7 @@ import orjson
 from adapters.pos import orders as pos_orders
 from adapters.pos.schemas import (BatchIn, BatchOut, OrderIn, OrderOut, PosMember, PreviewIn, PreviewOut,
                                   RefundIn, RefundOut, Scan, ScanOut)
-from loyalty_core import chains, codes, members, orders
+from loyalty_core import codes, members, orders
 from loyalty_core.errors import LoyaltyError
 from loyalty_core.models import Store
 
@@ -21,15 +21,11 @@ REFUSALS = ("insufficient_points", "insufficient_stored_value", "coupon_not_usab
             "invalid_redeem_points", "redeem_over_limit", "occurred_at_out_of_range")
 
 
-async def _program(call: Call):
-    return await chains.get_program(call.chain_id)
-
-
 @API.route("POST", "/v1/pos/members", auth="terminal", summary="Register a member at the counter", tag="pos",
            body=PosMember, response=s.MemberOut, status=201, idempotent=True,
            errors=SIGNED + ("already_exists", "validation_error"))
 async def register_member(call: Call):
-    program, store = await _program(call), await Store.get(id=call.principal.store_id)
+    program, store = await call.program(), await Store.get(id=call.principal.store_id)
     now = call.services.clock.now()
     new = members.NewMember(phone=call.body.phone, name=call.body.name, birthday=call.body.birthday,
                             store_code=store.code, channel="pos")
@@ -42,7 +38,7 @@ async def register_member(call: Call):
 async def scan(call: Call):
     now = call.services.clock.now()
     member, _ = await codes.find_member(call.services.cache, call.services.vault, call.chain_id, call.body.code, now)
-    view = await members.counter_view(member, await _program(call), call.services.vault, now)
+    view = await members.counter_view(member, await call.program(), call.services.vault, now)
     return {"kind": "member", "coupons": [], "member": view}
 
 
@@ -53,7 +49,7 @@ async def scan(call: Call):
            description="The same figures POST /v1/pos/orders would commit; refuses what it would refuse. "
                        "payments, if sent, are ignored. No side effects.")
 async def preview(call: Call):
-    program, store_id = await _program(call), call.principal.store_id
+    program, store_id = await call.program(), call.principal.store_id
     order = await pos_orders.to_core(call.body, store_id, call.chain_id, call.services.cache, call.services.vault,
                                      call.services.clock.now())
     order.payments = []
@@ -70,7 +66,7 @@ async def preview(call: Call):
            description="All or nothing. The same (store, txn_id) again answers 200 with the first result and "
                        "duplicate: true. A dynamic member code commits one order only (409 code_used).")
 async def place_order(call: Call):
-    program, store_id = await _program(call), call.principal.store_id
+    program, store_id = await call.program(), call.principal.store_id
     placed = await _place(call, call.body, store_id, program, seal=call.seal(_placed))
     return await call.answer(_placed, placed)
 
@@ -95,7 +91,7 @@ async def _place(call: Call, body: OrderIn, store_id: int, program, offline: boo
            description="Applied in occurred_at order, each on its own: created, duplicate or rejected (with the "
                        "problem it would have answered). Safe to send again.")
 async def upload_batch(call: Call):
-    program, store_id = await _program(call), call.principal.store_id
+    program, store_id = await call.program(), call.principal.store_id
     parsed = [pos_orders.parse_batch_order(raw, index) for index, raw in enumerate(call.body.orders)]
     results: list[dict | None] = [None] * len(parsed)
     for index, item in pos_orders.in_occurred_order(parsed):
@@ -124,7 +120,7 @@ def _problem_dict(error: LoyaltyError) -> dict:
                        "(even into a negative balance); redeemed points and stored value come back pro rata. "
                        "The same refund_id again answers 200 with the first result.")
 async def refund(call: Call):
-    program, store_id = await _program(call), call.principal.store_id
+    program, store_id = await call.program(), call.principal.store_id
     body = call.body
     placed = await orders.refund_order(call.chain_id, orders.RefundInput(
         source=pos_orders.source(store_id), txn_id=call.request.match_info["txn_id"], refund_id=body.refund_id,

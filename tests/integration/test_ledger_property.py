@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from tortoise.functions import Sum
 from tortoise.transactions import in_transaction
 
-from loyalty_core import ledger, members, points
+from loyalty_core import ledger, members, points, tiers
 from loyalty_core.chains import create_chain
 from loyalty_core.crypto import Vault
 from loyalty_core.errors import DuplicateEntry, InsufficientPoints, InsufficientStoredValue, InvariantViolation
@@ -64,6 +64,9 @@ class Books:
                 await points.add_lot(self.chain_id, member_id, entry.id, points_move, self.now, Program())
             elif points_move < 0:
                 await points.take_from_lots(member_id, -points_move)
+            growth = sum(leg.amount for leg in legs if leg.ledger == "growth" and leg.member_id == member_id)
+            if growth:  # growth moves with the member's tier figures, as every core path keeps them
+                await tiers.add_figures(self.chain_id, member_id, 202611, tiers.Figures(growth=growth))
         self.entries += 1
         self.keys.append(key)
         for leg in legs:
