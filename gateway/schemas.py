@@ -41,6 +41,11 @@ class StoreOut(BaseModel):
     created_at: str
 
 
+class StorePage(BaseModel):
+    items: list[StoreOut]
+    next_cursor: str | None
+
+
 class NewTerminal(Body):
     code: str = Code
 
@@ -154,6 +159,21 @@ class AdminKeyOut(BaseModel):
     created_at: str
     revoked_at: str | None = None
     key: str | None = Field(None, description="only in the answer that creates it")
+
+
+class AdminKeyPage(BaseModel):
+    items: list[AdminKeyOut]
+    next_cursor: str | None
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    database: Literal["ok"]
+    redis: Literal["ok"]
 
 
 class Problem(BaseModel):

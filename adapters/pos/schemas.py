@@ -48,6 +48,11 @@ class PaymentIn(Body):
 
 
 class PreviewIn(Body):
+    # the model validator below, as JSON Schema: never both member references
+    model_config = ConfigDict(json_schema_extra={"not": {
+        "required": ["member_code", "member_id"],
+        "properties": {"member_code": {"type": "string"}, "member_id": {"type": "integer"}}}})
+
     txn_id: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     member_code: str | None = Field(None, min_length=1, max_length=64)
     member_id: Id | None = None
@@ -108,6 +113,11 @@ class RefundLine(Body):
 
 
 class RefundIn(Body):
+    # the model validator below, as JSON Schema: exactly one of lines and amount
+    model_config = ConfigDict(json_schema_extra={"oneOf": [
+        {"required": ["lines"], "properties": {"lines": {"type": "array"}}},
+        {"required": ["amount"], "properties": {"amount": {"type": "integer"}}}]})
+
     refund_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     lines: list[RefundLine] | None = Field(None, min_length=1, max_length=MAX_LINES)
     amount: Fen | None = Field(None, ge=1, description="fen of the order's payable")
