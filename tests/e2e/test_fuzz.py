@@ -47,3 +47,23 @@ async def test_generated_requests_on_every_auth_scheme_match_the_openapi_documen
     let_in = {(method, route) for (method, route, status), n in made.items() if status != "401" and n}
     assert authenticated - let_in == set(), report[-3000:]
 
+
+NUL_BODIES = [
+    ("admin", "POST", "/v1/stores", {"code": "S02", "name": "a\u0000b"}, "name"),
+    ("admin", "POST", "/v1/members", {"phone": "13700137000", "store_code": "S\u0000"}, "store_code"),
+    ("admin", "GET", "/v1/members?tier=a%00b", None, "tier"),
+    ("pos", "POST", "/v1/pos/scan", {"code": "a\u0000b"}, "code"),
+    ("pos", "POST", "/v1/pos/orders", {"txn_id": "T-NUL", "payments": [{"method": "cash", "amount": 1}],
+                                       "lines": [{"sku": "\u0000", "qty": 1, "unit_price": 1, "amount": 1}]},
+     "lines[0].sku"),
+]
+
+
+async def test_nul_in_free_text_is_a_field_error_not_a_server_error(chain):
+    """PostgreSQL text cannot hold U+0000: the request models refuse it (422) before it gets there."""
+    from ..helpers import problem
+
+    for scheme, method, path, body, field in NUL_BODIES:
+        response = await (chain.admin if scheme == "admin" else chain.pos)(method, path, body)
+        answer = await problem(response, 422, "validation_error")
+        assert [e["field"] for e in answer["errors"]] == [field], answer
