@@ -4,21 +4,20 @@ tests/fuzz/hooks.py): no answer may be a 5xx, and every answer must match the Op
 (status code, content type, body schema). This is the short profile; `make fuzz` runs the long one."""
 import asyncio
 
-from tests.fuzz.run import parse_answers, st_command, st_env
+from tests.fuzz.run import parse_answers, seed_sales, st_command, st_env
 
-from ..helpers import ChainKit
+from ..helpers import ChainKit, problem
 
 SHORT = {"max_examples": 8, "seed": 20261122}
 
 
 async def _seed(chain: ChainKit) -> dict[str, list]:
-    """Members and orders that exist, so that routes behind an id get past their 404."""
-    members = [(await chain.new_member(f"1390013900{i}", name="Fuzz"))["id"] for i in range(3)]
-    for i, member_id in enumerate(members[:2]):
-        await chain.sale({"txn_id": f"FUZZ-{i}", "member_id": member_id,
-                          "lines": [{"sku": "LATTE", "qty": 2, "unit_price": 1800, "amount": 3600}],
-                          "payments": [{"method": "cash", "amount": 3600}]})
-    return {"member_id": members, "txn_id": ["FUZZ-0", "FUZZ-1"]}
+    """Members and sales that exist, so that routes behind an id get past their 404."""
+    members = [(await chain.new_member(f"1390013900{i}", name="Fuzz"))["id"] for i in range(4)]
+    sales = seed_sales(members)
+    for sale in sales:
+        await chain.sale(sale)
+    return {"member_id": members, "txn_id": [sale["txn_id"] for sale in sales], "sku": ["LATTE"]}
 
 
 async def _answers(chain: ChainKit):
@@ -26,13 +25,13 @@ async def _answers(chain: ChainKit):
 
 
 async def test_generated_requests_on_every_auth_scheme_match_the_openapi_document(chain):
-    path_values = await _seed(chain)
+    seeded = await _seed(chain)
     own_key = (await (await chain.admin("GET", "/v1/admin-keys")).json())["items"][0]["id"]
     base = str(chain.client.make_url("/")).rstrip("/")
     before = await _answers(chain)
     process = await asyncio.create_subprocess_exec(
         *st_command(base + "/openapi.json", **SHORT),
-        env=st_env(chain.admin_key, chain.terminal_id, chain.terminal_secret, own_key, path_values),
+        env=st_env(chain.admin_key, chain.terminal_id, chain.terminal_secret, own_key, seeded),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     output, _ = await asyncio.wait_for(process.communicate(), timeout=300)
     report = output.decode(errors="replace")
@@ -61,8 +60,6 @@ NUL_BODIES = [
 
 async def test_nul_in_free_text_is_a_field_error_not_a_server_error(chain):
     """PostgreSQL text cannot hold U+0000: the request models refuse it (422) before it gets there."""
-    from ..helpers import problem
-
     for scheme, method, path, body, field in NUL_BODIES:
         response = await (chain.admin if scheme == "admin" else chain.pos)(method, path, body)
         answer = await problem(response, 422, "validation_error")

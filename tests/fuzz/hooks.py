@@ -8,11 +8,12 @@ and give the credentials through the environment:
     LOYALTY_FUZZ_TERMINAL_SECRET   HMAC-SHA256 over METHOD, PATH_WITH_QUERY, TIMESTAMP, NONCE, SHA256(body)
     LOYALTY_FUZZ_ADMIN_KEY_ID      (optional) that key's id: never revoked by the run, which would
                                    turn every later admin call into a 401
-    LOYALTY_FUZZ_PATH_VALUES       (optional) JSON {"member_id": [1, 2], "txn_id": ["F-1"]}: ids
-                                   that exist, mixed into the generated path parameters so that
-                                   routes behind an id get past their 404
+    LOYALTY_FUZZ_SEEDED            (optional) JSON {"member_id": [1, 2], "txn_id": ["F-1"], "sku":
+                                   ["LATTE"]}: values that exist, mixed into generated path
+                                   parameters and body fields of those names, so that routes get
+                                   past their 404 and refusals to the rules behind them
 
-Two mechanisms, both public schemathesis 4 API:
+How, in schemathesis 4 terms:
 
 * ``schemathesis.auth.set_from_requests(auth)`` registers a ``requests`` auth object as the auth
   provider of every operation. ``requests`` calls it with the ``PreparedRequest``, after the
@@ -21,12 +22,16 @@ Two mechanisms, both public schemathesis 4 API:
   generator removed or broke a security parameter on purpose (negative testing) gets no
   credential: schemathesis skips the provider for it and expects the 401.
 * ``filter_case`` keeps the run from revoking its own admin key (and leaves out the known 5xx
-  listed at the end); ``before_generate_path_parameters`` mixes the seeded ids in.
+  listed at the end); ``before_generate_path_parameters`` and ``before_generate_body`` mix the
+  seeded values into half of the positive draws (a negative draw is left as it is), alongside
+  the ids schemathesis itself picks up from earlier answers.
 * a ``before_call`` hook gives each mutating call a fresh ``Idempotency-Key``. Generated keys
   repeat (Hypothesis favours short strings such as "0"), so many calls would be a replay or a
-  422 ``idempotency_key_reused`` instead of reaching the route: in a trial with 100 examples
-  per operation, fresh keys got 80 adjustments applied instead of 33. A key that the case left out or broke on purpose (a negative header) is
-  kept as it is, so ``idempotency_key_required`` and malformed keys are still exercised.
+  422 ``idempotency_key_reused`` instead of reaching the route (in a trial with 100 examples
+  per operation, fresh keys got 80 adjustments applied instead of 33). A key that the case left
+  out or broke on purpose (a negative header) is kept, so ``idempotency_key_required`` and
+  malformed keys are still exercised. The same hook makes most POS ``txn_id`` and
+  ``refund_id`` values unique, for the same reason.
 
 The signature is computed here from API.md, not with ``gateway.auth``, so a fault in the
 gateway's own signing code would show up as 401s instead of being mirrored.
@@ -35,20 +40,25 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import os
+import re
 import secrets
 import time
 import uuid
+from urllib.parse import unquote
 
 import requests
 import schemathesis
 from hypothesis import strategies as st
 from schemathesis.core.parameters import ParameterLocation
+from schemathesis.generation.value import GeneratedValue
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
+BUSINESS_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")  # txn_id, refund_id (adapters/pos/schemas.py)
 OWN_KEY_ID = os.environ.get("LOYALTY_FUZZ_ADMIN_KEY_ID", "")
-PATH_VALUES: dict[str, list] = json.loads(os.environ.get("LOYALTY_FUZZ_PATH_VALUES") or "{}")
+SEEDED: dict[str, list] = json.loads(os.environ.get("LOYALTY_FUZZ_SEEDED") or "{}")
 
 
 def _env(name: str) -> str:
@@ -97,12 +107,38 @@ schemathesis.auth.set_from_requests(GatewayCredentials())
 
 @schemathesis.hook
 def before_call(context, case, kwargs) -> None:
+    _fresh_business_keys(case)
     if not any(header.name == IDEMPOTENCY_KEY for header in case.operation.headers):
         return
     meta = case._meta  # reading ``case.meta`` would revalidate the case before it is sent
     if meta is not None and meta.is_negative_at(ParameterLocation.HEADER):
         return
     case.headers = {**(case.headers or {}), IDEMPOTENCY_KEY: uuid.uuid4().hex}
+
+
+_sales = itertools.count()
+
+
+def _fresh_business_keys(case) -> None:
+    """Three sales (or refunds) in four get a unique ``txn_id`` (``refund_id``): generated ones
+    repeat like the keys above, and a repeat is answered as a duplicate before any pricing runs.
+    The fourth keeps its generated key, so duplicates are still exercised. Only valid keys are
+    changed, and into valid keys, so a case stays as positive or negative as it was."""
+    route, body = (case.operation.method.upper(), case.operation.path), case.body
+    if route == ("POST", "/v1/pos/orders/batch") and isinstance(body, dict) and isinstance(body.get("orders"), list):
+        targets, name = [order for order in body["orders"] if isinstance(order, dict)], "txn_id"
+    elif route == ("POST", "/v1/pos/orders") and isinstance(body, dict):
+        targets, name = [body], "txn_id"
+    elif route == ("POST", "/v1/pos/orders/{txn_id}/refunds") and isinstance(body, dict):
+        targets, name = [body], "refund_id"
+    else:
+        return
+    if next(_sales) % 4 == 0:
+        return
+    for target in targets:
+        value = target.get(name)
+        if isinstance(value, str) and BUSINESS_KEY.match(value):
+            target[name] = f"{value[:51]}-{uuid.uuid4().hex[:12]}"
 
 
 # Known 5xx that this branch reports but does not fix (that code is being rewritten elsewhere).
@@ -125,8 +161,8 @@ def _known_server_error(route: tuple[str, str], case) -> bool:
     if route not in KNOWN_SERVER_ERRORS:
         return False
     name, longest = KNOWN_SERVER_ERRORS[route]
-    value = (case.path_parameters or {}).get(name)
-    return isinstance(value, str) and (len(value) > longest or "\x00" in value)
+    value = _path_value(case, name)
+    return len(value) > longest or "\x00" in value
 
 
 def _has_nul(value: object) -> bool:
@@ -140,23 +176,44 @@ def _has_nul(value: object) -> bool:
 @schemathesis.hook
 def filter_case(context, case) -> bool:
     route = (case.operation.method.upper(), case.operation.path)
-    if route == ("DELETE", "/v1/admin-keys/{key_id}") and OWN_KEY_ID:
-        if str((case.path_parameters or {}).get("key_id")) == OWN_KEY_ID:
-            return False
+    if route == ("DELETE", "/v1/admin-keys/{key_id}") and OWN_KEY_ID and _path_value(case, "key_id") == OWN_KEY_ID:
+        return False
     return not _known_server_error(route, case)
+
+
+def _path_value(case, name: str) -> str:
+    """A path parameter as the gateway reads it (the case holds it percent-encoded)."""
+    return unquote(str((case.path_parameters or {}).get(name, "")))
 
 
 @schemathesis.hook
 def before_generate_path_parameters(context, strategy):
-    names = [p.name for p in context.operation.path_parameters if PATH_VALUES.get(p.name)]
+    names = [p.name for p in context.operation.path_parameters if SEEDED.get(p.name)]
     if not names:
         return strategy
-    seeded = st.fixed_dictionaries({name: st.sampled_from(PATH_VALUES[name]) for name in names})
+    return _mixed(strategy, {name: SEEDED[name] for name in names})
+
+
+@schemathesis.hook
+def before_generate_body(context, strategy):
+    return _mixed(strategy, SEEDED) if SEEDED else strategy
+
+
+def _mixed(strategy, values: dict[str, list]):
+    seeded = st.fixed_dictionaries({name: st.sampled_from(choices) for name, choices in values.items()})
     return st.one_of(strategy, st.tuples(strategy, seeded).map(_with_seeded))
 
 
 def _with_seeded(pair: tuple) -> object:
     generated, seeded = pair
-    # Positive strategies draw a plain dict; a negative one wraps its (deliberately invalid) draw
-    # in schemathesis' GeneratedValue, which is kept as it is.
-    return {**generated, **seeded} if isinstance(generated, dict) else generated
+    if isinstance(generated, GeneratedValue):
+        # schemathesis wraps a negative draw (``meta`` says how it was broken: kept as it is) and a
+        # positive one taken from its pool of ids seen in earlier answers (``meta`` None)
+        return generated if generated.meta is not None else generated.map_value(lambda value: _with_seeded((value, seeded)))
+    if isinstance(generated, dict):
+        # a field is replaced only by a value of its own type, so a valid draw stays valid
+        return {key: seeded[key] if key in seeded and type(value) is type(seeded[key]) else _with_seeded((value, seeded))
+                for key, value in generated.items()}
+    if isinstance(generated, list):
+        return [_with_seeded((item, seeded)) for item in generated]
+    return generated

@@ -8,7 +8,7 @@ directory (``LOYALTY_SECRET`` set, the in-process Redis stand-in), creates a cha
 before and after. Exit status: non-zero when schemathesis found anything, when the gateway
 answered any 5xx, or when fewer than ``--min-requests`` requests were made.
 
-    python -m tests.fuzz.run [--max-examples 150] [--seed 20261122] [--min-requests 5000]
+    python -m tests.fuzz.run [--max-examples 250] [--seed 20261122] [--min-requests 5000]
 """
 from __future__ import annotations
 
@@ -30,15 +30,16 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+MAX_FEN, MAX_QTY = 10_000_000_000, 1_000_000  # API.md, Conventions: Bounds
 BIN = Path(sys.executable).parent
 CHECKS = "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance"
 
 
-def st_command(schema_url: str, *, max_examples: int, seed: int, workers: int = 1,
+def st_command(schema_url: str, *, max_examples: int, seed: int, workers: int = 1, checks: str = CHECKS,
                phases: str = "examples,coverage,fuzzing,stateful", max_time: int | None = None,
                report_dir: str | None = None, reports: str = "json") -> list[str]:
     """The ``st run`` command line both profiles share (the short one runs inside pytest)."""
-    command = [str(BIN / "st"), "run", schema_url, "--checks", CHECKS, "--max-examples", str(max_examples),
+    command = [str(BIN / "st"), "run", schema_url, "--checks", checks, "--max-examples", str(max_examples),
                "--seed", str(seed), "--workers", str(workers), "--phases", phases, "--no-color",
                "--request-timeout", "30", "--generation-database", "none", "--suppress-health-check", "all"]
     if max_time is not None:
@@ -49,13 +50,13 @@ def st_command(schema_url: str, *, max_examples: int, seed: int, workers: int = 
 
 
 def st_env(admin_key: str, terminal_id: str, terminal_secret: str, admin_key_id: int,
-           path_values: dict[str, list]) -> dict[str, str]:
-    """The environment ``tests.fuzz.hooks`` reads its credentials and seeded ids from."""
+           seeded: dict[str, list]) -> dict[str, str]:
+    """The environment ``tests.fuzz.hooks`` reads its credentials and seeded values from."""
     return {**os.environ, "SCHEMATHESIS_HOOKS": "tests.fuzz.hooks",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
             "LOYALTY_FUZZ_ADMIN_KEY": admin_key, "LOYALTY_FUZZ_TERMINAL_ID": terminal_id,
             "LOYALTY_FUZZ_TERMINAL_SECRET": terminal_secret, "LOYALTY_FUZZ_ADMIN_KEY_ID": str(admin_key_id),
-            "LOYALTY_FUZZ_PATH_VALUES": json.dumps(path_values)}
+            "LOYALTY_FUZZ_SEEDED": json.dumps(seeded)}
 
 
 def free_port() -> int:
@@ -114,8 +115,18 @@ def wait_ready(base: str, gateway: subprocess.Popen, log: Path) -> None:
     sys.exit(f"the gateway did not become ready in 30 s:\n{log.read_text()[-4000:]}")
 
 
+def seed_sales(member_ids: list[int]) -> list[dict]:
+    """Sales for refunds to find: two small ones and one as large as the bounds allow."""
+    latte = {"sku": "LATTE", "qty": 2, "unit_price": 1800, "amount": 3600}
+    largest = {"sku": "LATTE", "qty": MAX_QTY, "unit_price": MAX_FEN // MAX_QTY, "amount": MAX_FEN}
+    return [{"txn_id": txn_id, "member_id": member_id, "lines": [line],
+             "payments": [{"method": "cash", "amount": line["amount"]}]}
+            for txn_id, member_id, line in [("FUZZ-0", member_ids[0], latte), ("FUZZ-1", member_ids[1], latte),
+                                            ("FUZZ-MAX", member_ids[2], largest)]]
+
+
 def seed(base: str, admin_key: str) -> dict[str, str]:
-    """A store, its terminal, five members and two sales; answers the hooks' environment."""
+    """A store, its terminal, five members and three sales; answers the hooks' environment."""
     from gateway.auth import signature
 
     def ok(answer: tuple[int, str]) -> dict:
@@ -127,29 +138,30 @@ def seed(base: str, admin_key: str) -> dict[str, str]:
     terminal = ok(call(base, "POST", "/v1/stores/S01/terminals", {"code": "POS1"}, admin_key))
     members = [ok(call(base, "POST", "/v1/members", {"phone": f"1380013800{i}", "name": "Fuzz"}, admin_key))["id"]
                for i in range(5)]
-    txn_ids = []
-    for i, member_id in enumerate(members[:2]):
-        body = json.dumps({"txn_id": f"FUZZ-{i}", "member_id": member_id, "payments": [{"method": "cash", "amount": 3600}],
-                           "lines": [{"sku": "LATTE", "qty": 2, "unit_price": 1800, "amount": 3600}]}).encode()
+    sales = seed_sales(members)
+    for sale in sales:
+        body = json.dumps(sale).encode()
         timestamp, nonce = str(int(time.time())), secrets.token_hex(16)
         headers = {"X-Terminal-Id": terminal["terminal_id"], "X-Timestamp": timestamp, "X-Nonce": nonce,
                    "X-Signature": signature(terminal["secret"], "POST", "/v1/pos/orders", timestamp, nonce, body)}
-        txn_ids.append(ok(call(base, "POST", "/v1/pos/orders", body, headers=headers))["txn_id"])
+        ok(call(base, "POST", "/v1/pos/orders", body, headers=headers))
     return st_env(admin_key, terminal["terminal_id"], terminal["secret"], own_key_id,
-                  {"member_id": members, "txn_id": txn_ids})
+                  {"member_id": members, "txn_id": [sale["txn_id"] for sale in sales], "sku": ["LATTE"]})
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--max-examples", type=int, default=150, help="per operation and phase")
+    parser.add_argument("--max-examples", type=int, default=250, help="per operation and phase")
     parser.add_argument("--seed", type=int, default=20261122)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1, help="st workers (above 1, st itself is not reliable)")
+    parser.add_argument("--checks", default=CHECKS, help=f"st checks (default {CHECKS})")
     parser.add_argument("--min-requests", type=int, default=5000)
     parser.add_argument("--timeout", type=int, default=1800, help="seconds for the whole st run")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (log, database, report/)")
     parser.add_argument("--reports", default="json", help="st report formats for report/ (add har to see every request)")
     parser.add_argument("--database-url", help="an empty database to use instead of the throwaway SQLite file")
     parser.add_argument("--redis-url", help="a Redis to use instead of the in-process stand-in")
+    parser.add_argument("st_args", nargs=argparse.REMAINDER, help="after --: more st run options (--include-path-regex ...)")
     args = parser.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="loyalty-fuzz-"))
@@ -177,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         hooks_env = seed(base, admin_key)
         before = answers(base)
         command = st_command(base + "/openapi.json", max_examples=args.max_examples, seed=args.seed,
-                             workers=args.workers, report_dir=str(tmp / "report"), reports=args.reports)
+                             workers=args.workers, checks=args.checks, report_dir=str(tmp / "report"), reports=args.reports)
+        command += [arg for arg in args.st_args if arg != "--"]
         print("$", " ".join(command), flush=True)
         started = time.monotonic()
         try:
