@@ -1,9 +1,11 @@
 """Schemathesis throws generated requests at every documented operation, each with a valid
 credential for its scheme (owner key on admin routes, terminal signature on /v1/pos/*, through
 tests/fuzz/hooks.py): no answer may be a 5xx, and every answer must match the OpenAPI document
-(status code, content type, body schema). This is the short profile; `make fuzz` runs the long one."""
+(status code, content type, body schema), and the ledger must still add up afterwards. This is
+the short profile; `make fuzz` runs the long one."""
 import asyncio
 
+from loyalty_core.verify import verify
 from tests.fuzz.run import parse_answers, seed_sales, st_command, st_env
 
 from ..helpers import ChainKit, problem
@@ -45,6 +47,7 @@ async def test_generated_requests_on_every_auth_scheme_match_the_openapi_documen
                      for method, op in methods.items() if op.get("security")}
     let_in = {(method, route) for (method, route, status), n in made.items() if status != "401" and n}
     assert authenticated - let_in == set(), report[-3000:]
+    assert await verify() == []  # and the ledger still adds up
 
 
 NUL_BODIES = [

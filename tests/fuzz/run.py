@@ -5,8 +5,9 @@ directory (``LOYALTY_SECRET`` set, the in-process Redis stand-in), creates a cha
 ``loyalty chain create``, a store, a terminal and two members through the admin API, then runs
 ``st run`` with ``tests.fuzz.hooks`` (owner key on admin routes, terminal signature on
 ``/v1/pos/*``). The number of requests is read from the gateway's own ``/metrics`` counter,
-before and after. Exit status: non-zero when schemathesis found anything, when the gateway
-answered any 5xx, or when fewer than ``--min-requests`` requests were made.
+before and after; then ``loyalty verify`` recomputes every balance from the journal. Exit
+status: non-zero when schemathesis found anything, when the gateway answered any 5xx, when the
+ledger does not add up, or when fewer than ``--min-requests`` requests were made.
 
     python -m tests.fuzz.run [--max-examples 250] [--seed 20261122] [--min-requests 5000]
 """
@@ -213,7 +214,12 @@ def main(argv: list[str] | None = None) -> int:
         print_answers(made)
         print(f"fuzz: {total} requests in {elapsed:.0f} s; by status: "
               + ", ".join(f"{status}: {n}" for status, n in sorted(by_status.items())))
+        # Whatever the run did, the ledger must still add up (API.md: loyalty verify).
+        verify = subprocess.run([loyalty, "verify"], env=env, cwd=tmp, capture_output=True, text=True, timeout=600)
+        print("fuzz: loyalty verify: " + (verify.stdout.strip().splitlines() or ["(no output)"])[-1])
         problems = []
+        if verify.returncode != 0:
+            problems.append(f"loyalty verify found differences:\n{verify.stdout[-4000:]}{verify.stderr[-2000:]}")
         if st_status != 0:
             problems.append(f"st run exited with {st_status}")
         if server_errors:
