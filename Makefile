@@ -9,7 +9,7 @@ TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 TEST_REDIS_URL    ?= redis://127.0.0.1:6379/0
 export TEST_POSTGRES_URL TEST_REDIS_URL
 
-.PHONY: setup run test lint test-sqlite test-postgres serve worker migrate migrations verify bench contract-check clean
+.PHONY: setup run test lint test-sqlite test-postgres fuzz serve worker migrate migrations verify bench contract-check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,12 @@ test-postgres: setup
 	else \
 		echo "PostgreSQL or Redis not reachable: skipped the PostgreSQL + Redis pass"; \
 	fi
+
+## make fuzz: the long schemathesis run (every operation, every auth scheme, at least 5,000 requests) against
+## its own gateway on a free loopback port and a throwaway SQLite database; fails on any 5xx or schema
+## violation. Options: make fuzz FUZZ_ARGS='--seed 7 --max-examples 400' (see python -m tests.fuzz.run --help)
+fuzz: setup
+	$(BIN)/python -m tests.fuzz.run $(FUZZ_ARGS)
 
 serve: setup
 	$(BIN)/loyalty serve --host $(HOST) --port $(PORT)

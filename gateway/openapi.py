@@ -6,7 +6,12 @@ import re
 
 from pydantic import BaseModel
 
+from loyalty_core.bounds import MAX_COUNT
+from loyalty_core.jobs import JOBS
+
+from . import schemas as s
 from .api import Operation
+from .auth import RIGHTS
 from .schemas import Problem
 
 SECURITY = {
@@ -47,15 +52,54 @@ def _schema(model: type[BaseModel], components: dict) -> dict:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
-def _operation(op: Operation, components: dict) -> dict:
-    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+# Answers that the route declarations (gateway/routes/*) do not carry yet. Each entry is true of
+# the handler today; move it into the route's ``Operation`` (response=...) when that is touched.
+MEDIA_TYPES = {("GET", "/metrics"): "text/plain", ("GET", "/docs"): "text/html"}
+RESPONSES: dict[tuple[str, str], type[BaseModel]] = {
+    ("GET", "/v1/stores"): s.StorePage, ("GET", "/v1/admin-keys"): s.AdminKeyPage,
+    ("GET", "/healthz"): s.Health, ("GET", "/readyz"): s.Ready,
+}
+OPENAPI_DOCUMENT = {"type": "object", "required": ["openapi", "info", "paths", "components"],
+                    "properties": {"openapi": {"type": "string"}, "info": {"type": "object"},
+                                   "paths": {"type": "object"}, "components": {"type": "object"}}}
+# The same (store, txn_id) or (order, refund_id) again answers 200 with the first result.
+DUPLICATE_200 = {("POST", "/v1/pos/orders"), ("POST", "/v1/pos/orders/{txn_id}/refunds")}
+
+ID = {"type": "integer", "minimum": 1, "maximum": MAX_COUNT}
+PATH_PARAMETERS = {
+    "member_id": ID, "key_id": ID,
+    "store_code": {"type": "string", "minLength": 1, "maxLength": 32, "pattern": r"^[A-Za-z0-9_.-]+$"},
+    "txn_id": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": r"^[A-Za-z0-9_.:-]+$"},
+}
+JOB_NAME = {"type": "string", "enum": sorted(JOBS)}  # any other name is 404 unknown_job
+REPLAYED = {"Idempotent-Replayed": {"description": "true when this is the stored answer of an earlier call "
+                                                  "with the same Idempotency-Key",
+                                    "schema": {"type": "string", "enum": ["true"]}}}
+
+
+def _success(op: Operation, components: dict) -> dict:
     success: dict = {"description": "OK" if op.status != 201 else "Created"}
-    if op.response is not None:
-        success["content"] = {"application/json": {"schema": _schema(op.response, components)}}
+    route = (op.method, op.path)
+    if route in MEDIA_TYPES:
+        success["content"] = {MEDIA_TYPES[route]: {"schema": {"type": "string"}}}
+    elif op.response is not None or route in RESPONSES:
+        success["content"] = {"application/json": {"schema": _schema(op.response or RESPONSES[route], components)}}
+    elif op.path == "/openapi.json":
+        success["content"] = {"application/json": {"schema": OPENAPI_DOCUMENT}}
     elif op.status != 204:
         success["content"] = {"application/json": {"schema": {"type": "object"}}}
+    if op.idempotent and op.status != 204:
+        success["headers"] = REPLAYED
+    return success
+
+
+def _operation(op: Operation, components: dict) -> dict:
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    success = _success(op, components)
     responses: dict = {str(op.status): success}
-    for status, codes in _errors_by_status(op).items():
+    if (op.method, op.path) in DUPLICATE_200:
+        responses["200"] = {**success, "description": "Duplicate: the first answer again, with duplicate: true"}
+    for status, codes in sorted(_errors_by_status(op).items()):
         responses[str(status)] = {"description": "codes: " + ", ".join(sorted(codes)), "content": problem}
     operation_id = f"{op.handler.__module__.rsplit('.', 1)[-1]}_{op.handler.__name__}"
     entry: dict = {"summary": op.summary, "tags": [op.tag], "operationId": operation_id,
@@ -73,15 +117,30 @@ STATUS = {"validation_error": 422, "invalid_json": 400, "idempotency_key_require
           "stale_request": 401, "replayed_request": 401, "invalid_signature": 401, "forbidden": 403,
           "not_found": 404, "order_not_found": 404, "code_not_found": 404, "code_expired": 410,
           "already_exists": 409, "code_used": 409, "last_owner_key": 409, "unknown_job": 404,
-          "member_not_found": 404, "not_ready": 503, "request_in_progress": 409, "idempotency_key_reused": 422}
+          "member_not_found": 404, "not_ready": 503, "request_in_progress": 409, "idempotency_key_reused": 422,
+          "bad_request": 400, "payload_too_large": 413}
+# What every caller of a scheme can be answered before its route runs (gateway/auth.py).
+AUTH_ERRORS = {"admin": {"unauthorized"}, "member": {"unauthorized"},
+               "terminal": {"unauthorized", "stale_request", "replayed_request", "invalid_signature"}}
 
 
 def _errors_by_status(op: Operation) -> dict[int, set[str]]:
     codes = set(op.errors)
+    if op.auth:
+        kind, _, right = op.auth.partition(":")
+        codes |= AUTH_ERRORS[kind]
+        if right and any(right not in rights for rights in RIGHTS.values()):
+            codes.add("forbidden")
     if op.body is not None:
-        codes |= {"validation_error", "invalid_json"}
+        codes |= {"validation_error", "invalid_json", "payload_too_large"}  # over 2 MiB (app.MAX_BODY)
+    if op.query is not None:
+        codes.add("validation_error")
+        if "cursor" in op.query.model_fields:
+            codes.add("bad_request")  # a cursor this API did not give out
+    if "{" in op.path and not any(STATUS.get(code) == 404 for code in codes):
+        codes.add("not_found")  # an unknown id in the path
     if op.idempotent:
-        codes |= {"request_in_progress", "idempotency_key_reused"}
+        codes |= {"request_in_progress", "idempotency_key_reused", "bad_request"}
         if op.idempotent is True:
             codes.add("idempotency_key_required")
     grouped: dict[int, set[str]] = {}
@@ -91,17 +150,34 @@ def _errors_by_status(op: Operation) -> dict[int, set[str]]:
 
 
 def _parameters(op: Operation) -> list[dict]:
-    params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+    params = [{"name": name, "in": "path", "required": True, "schema": _path_schema(op, name)}
               for name in re.findall(r"\{([^}]+)\}", op.path)]
     if op.query is not None:
+        properties = op.query.model_json_schema()["properties"]
         for name, field in op.query.model_fields.items():
             params.append({"name": name, "in": "query", "required": field.is_required(),
-                           "description": field.description or "", "schema": {"type": "string"}})
+                           "description": field.description or "", "schema": _query_schema(properties[name])})
     if op.idempotent:
         params.append({"name": "Idempotency-Key", "in": "header", "required": op.idempotent is True,
-                       "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+                       "schema": {"type": "string", "pattern": r"^[\x20-\x7e]{1,128}$"},
                        "description": "1-128 printable ASCII characters, scoped to the chain; kept 48 h"})
     return params
+
+
+def _path_schema(op: Operation, name: str) -> dict:
+    if op.path == "/v1/jobs/{name}":
+        return JOB_NAME
+    return PATH_PARAMETERS.get(name, {"type": "string"})
+
+
+def _query_schema(schema: dict) -> dict:
+    """A query field's own JSON schema, without pydantic's ``null`` branch and titles (a query
+    parameter is either sent or not) and with the default kept."""
+    branches = [b for b in schema.get("anyOf", [schema]) if b.get("type") != "null"]
+    plain = {k: v for k, v in (branches[0] if len(branches) == 1 else {"anyOf": branches}).items() if k != "title"}
+    if schema.get("default") is not None:
+        plain["default"] = schema["default"]
+    return plain
 
 
 def docs_page(spec: dict) -> str:

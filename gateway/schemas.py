@@ -13,6 +13,9 @@ from loyalty_core.errors import BadRequest
 from loyalty_core.views import Balances, Tier
 
 Code = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
+# Free text never holds U+0000: PostgreSQL text columns cannot store it (asyncpg raises, a 500),
+# so it is refused here with the other field errors (422).
+NO_NUL = r"^[^\x00]*$"
 
 
 class Body(BaseModel):
@@ -23,7 +26,7 @@ class Body(BaseModel):
 
 class NewStore(Body):
     code: str = Code
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
     timezone: str | None = None
 
     @field_validator("timezone")
@@ -41,6 +44,11 @@ class StoreOut(BaseModel):
     created_at: str
 
 
+class StorePage(BaseModel):
+    items: list[StoreOut]
+    next_cursor: str | None
+
+
 class NewTerminal(Body):
     code: str = Code
 
@@ -54,10 +62,10 @@ class TerminalOut(BaseModel):
 
 class NewMember(Body):
     phone: Phone
-    name: str | None = Field(None, min_length=1, max_length=50)
+    name: str | None = Field(None, min_length=1, max_length=50, pattern=NO_NUL)
     birthday: date | None = None
     card_no: str | None = Field(None, min_length=4, max_length=32, pattern=r"^[A-Za-z0-9-]+$")
-    store_code: str | None = Field(None, min_length=1, max_length=32)
+    store_code: str | None = Field(None, min_length=1, max_length=32, pattern=NO_NUL)
 
 
 class IdentityOut(BaseModel):
@@ -90,8 +98,8 @@ class MemberPage(BaseModel):
 
 class MemberQuery(BaseModel):
     phone: Phone | None = None
-    identity: str | None = Field(None, description="CHANNEL:ID, e.g. card:900012345678")
-    tier: str | None = None
+    identity: str | None = Field(None, pattern=NO_NUL, description="CHANNEL:ID, e.g. card:900012345678")
+    tier: str | None = Field(None, pattern=NO_NUL)
     limit: int = Field(50, ge=1, le=200)
     cursor: str | None = None
 
@@ -126,7 +134,7 @@ class Adjustment(Body):
     account: Literal["points", "stored_value"]
     amount: int = Field(ge=-MAX_ADJUSTMENT, le=MAX_ADJUSTMENT,
                         description="positive credits, negative debits (never below zero)")
-    reason: str = Field(min_length=1, max_length=500)
+    reason: str = Field(min_length=1, max_length=500, pattern=NO_NUL)
 
 
 class AdjustmentOut(BaseModel):
@@ -138,12 +146,12 @@ class AdjustmentOut(BaseModel):
 
 
 class Freeze(Body):
-    reason: str = Field(min_length=1, max_length=200)
+    reason: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
 
 
 class NewAdminKey(Body):
     role: Literal["owner", "operator", "auditor"]
-    label: str | None = Field(None, max_length=100)
+    label: str | None = Field(None, max_length=100, pattern=NO_NUL)
 
 
 class AdminKeyOut(BaseModel):
@@ -154,6 +162,21 @@ class AdminKeyOut(BaseModel):
     created_at: str
     revoked_at: str | None = None
     key: str | None = Field(None, description="only in the answer that creates it")
+
+
+class AdminKeyPage(BaseModel):
+    items: list[AdminKeyOut]
+    next_cursor: str | None
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    database: Literal["ok"]
+    redis: Literal["ok"]
 
 
 class Problem(BaseModel):

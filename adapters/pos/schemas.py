@@ -2,11 +2,17 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from loyalty_core.bounds import MAX_BATCH, MAX_LINES, Count, Fen, Id, Phone, Qty
 from loyalty_core.views import Balances, Tier
+
+
+# Free text never holds U+0000: PostgreSQL text columns cannot store it (asyncpg raises, a 500),
+# so it is refused here with the other field errors (422).
+NO_NUL = r"^[^\x00]*$"
 
 
 class Body(BaseModel):
@@ -16,7 +22,7 @@ class Body(BaseModel):
 
 
 class Scan(Body):
-    code: str = Field(min_length=1, max_length=64, description="whatever the scanner read")
+    code: str = Field(min_length=1, max_length=64, pattern=NO_NUL, description="whatever the scanner read")
 
 
 class ScanMember(BaseModel):
@@ -34,26 +40,31 @@ class ScanOut(BaseModel):
 
 
 class LineIn(Body):
-    sku: str = Field(min_length=1, max_length=64)
-    name: str | None = Field(None, max_length=200)
-    category: str | None = Field(None, max_length=64)
+    sku: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
+    name: str | None = Field(None, max_length=200, pattern=NO_NUL)
+    category: str | None = Field(None, max_length=64, pattern=NO_NUL)
     qty: Qty
     unit_price: Fen
     amount: Fen
 
 
 class PaymentIn(Body):
-    method: str = Field(min_length=1, max_length=32, description="wechat_pay, alipay, cash, card, stored_value ...")
+    method: str = Field(min_length=1, max_length=32, pattern=NO_NUL, description="wechat_pay, alipay, cash, card, stored_value ...")
     amount: Fen
 
 
 class PreviewIn(Body):
+    # the model validator below, as JSON Schema: never both member references
+    model_config = ConfigDict(json_schema_extra={"not": {
+        "required": ["member_code", "member_id"],
+        "properties": {"member_code": {"type": "string"}, "member_id": {"type": "integer"}}}})
+
     txn_id: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
-    member_code: str | None = Field(None, min_length=1, max_length=64)
+    member_code: str | None = Field(None, min_length=1, max_length=64, pattern=NO_NUL)
     member_id: Id | None = None
     occurred_at: AwareDatetime | None = Field(None, description="RFC 3339 with offset; default now")
     lines: list[LineIn] = Field(min_length=1, max_length=MAX_LINES)
-    coupons: list[str] = Field(default_factory=list, max_length=20)
+    coupons: list[Annotated[str, Field(pattern=NO_NUL)]] = Field(default_factory=list, max_length=20)
     redeem_points: Count = 0
     payments: list[PaymentIn] = Field(default_factory=list, max_length=20,
                                       description="required to add up to the payable on an order; ignored by preview")
@@ -103,11 +114,16 @@ class OrderOut(BaseModel):
 
 
 class RefundLine(Body):
-    sku: str = Field(min_length=1, max_length=64)
+    sku: str = Field(min_length=1, max_length=64, pattern=NO_NUL)
     qty: Qty
 
 
 class RefundIn(Body):
+    # the model validator below, as JSON Schema: exactly one of lines and amount
+    model_config = ConfigDict(json_schema_extra={"oneOf": [
+        {"required": ["lines"], "properties": {"lines": {"type": "array"}}},
+        {"required": ["amount"], "properties": {"amount": {"type": "integer"}}}]})
+
     refund_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     lines: list[RefundLine] | None = Field(None, min_length=1, max_length=MAX_LINES)
     amount: Fen | None = Field(None, ge=1, description="fen of the order's payable")
@@ -151,5 +167,5 @@ class BatchOut(BaseModel):
 
 class PosMember(Body):
     phone: Phone
-    name: str | None = Field(None, min_length=1, max_length=50)
+    name: str | None = Field(None, min_length=1, max_length=50, pattern=NO_NUL)
     birthday: date | None = None
