@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
@@ -27,6 +28,7 @@ from .problems import from_error
 from .services import SERVICES, Services
 
 JSON = "application/json"
+CODE = re.compile(r"^[A-Za-z0-9_.:-]+$")
 log = structlog.get_logger("gateway")
 
 
@@ -79,6 +81,14 @@ class Call:
         if not (value.isascii() and value.isdigit()) or len(value) > 18:
             raise NotFound(f"No such {name.removesuffix('_id')} {value!r}")
         return int(value)
+
+    def path_code(self, name: str, longest: int, missing: type[NotFound] = NotFound) -> str:
+        """A code from the path (a store code, a txn_id, a terminal id): one that no such code could
+        be (too long, or outside ``A-Z a-z 0-9 _ . : -``) is simply not found."""
+        value = self.request.match_info[name]
+        if not (value.isascii() and len(value) <= longest and CODE.match(value)):
+            raise missing(f"No such {name.replace('_', ' ')} {value[:80]!r}")
+        return value
 
     @property
     def chain_id(self) -> int:
@@ -222,18 +232,34 @@ def parse_body(operation: Operation, raw: bytes) -> Any:
     if not raw.strip():
         raise InvalidJson("This request needs a JSON body")
     try:
-        return operation.body.model_validate_json(raw, strict=True)
+        parsed = operation.body.model_validate_json(raw, strict=True)
     except ValidationError as error:
         raise as_problem(error) from None
+    if b"\\u0000" in raw:  # cheap test first: only a body that spells the escape is walked
+        refuse_nul(orjson.loads(raw))
+    return parsed
+
+
+def refuse_nul(value: Any, path: str = "") -> None:
+    """U+0000 anywhere in a body is a 422: PostgreSQL's text and JSON columns cannot hold it."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValidationFailed([{"field": path or "(body)", "message": "must not contain U+0000"}])
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        if isinstance(key, str) and "\x00" in key:
+            raise ValidationFailed([{"field": path or "(body)", "message": "keys must not contain U+0000"}])
+        refuse_nul(item, f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else key))
 
 
 def parse_query(operation: Operation, request: web.Request) -> Any:
     if operation.query is None:
         return None
     try:
-        return operation.query.model_validate(dict(request.query))
+        parsed = operation.query.model_validate(dict(request.query))
     except ValidationError as error:
         raise as_problem(error) from None
+    refuse_nul(dict(request.query))
+    return parsed
 
 
 def as_problem(error: ValidationError) -> LoyaltyError:

@@ -47,7 +47,7 @@ async def list_stores(call: Call):
            errors=ERR_AUTH + ("not_found", "already_exists"),
            description="Answers the terminal's signing secret once; it is stored encrypted and never shown again.")
 async def create_terminal(call: Call):
-    store_code = call.request.match_info["store_code"]
+    store_code = call.path_code("store_code", 32)
 
     def shape(issued: chains.IssuedTerminal) -> Reply:
         return Reply({"terminal_id": issued.terminal.terminal_id, "secret": issued.secret,
@@ -63,8 +63,8 @@ async def create_terminal(call: Call):
            description="For a lost or retired till: every request it signs answers 401 from then on. "
                        "Its orders stay; revoking again answers 404.")
 async def revoke_terminal(call: Call):
-    terminal_id = call.request.match_info["terminal_id"]
-    await chains.revoke_terminal(call.chain_id, call.request.match_info["store_code"], terminal_id,
+    terminal_id = call.path_code("terminal_id", 40)
+    await chains.revoke_terminal(call.chain_id, call.path_code("store_code", 32), terminal_id,
                                  call.services.clock.now())
     call.services.terminals.drop(terminal_id)  # other processes refuse it within a second
     return Reply(None, 204)

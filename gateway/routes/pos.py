@@ -7,7 +7,7 @@ from adapters.pos import orders as pos_orders
 from adapters.pos.schemas import (BatchIn, BatchOut, OrderIn, OrderOut, PosMember, PreviewIn, PreviewOut,
                                   RefundIn, RefundOut, Scan, ScanOut)
 from loyalty_core import codes, members, orders
-from loyalty_core.errors import LoyaltyError
+from loyalty_core.errors import LoyaltyError, OrderNotFound
 from loyalty_core.models import Store
 
 from .. import schemas as s
@@ -123,7 +123,7 @@ async def refund(call: Call):
     program, store_id = await call.program(), call.principal.store_id
     body = call.body
     placed = await orders.refund_order(call.chain_id, orders.RefundInput(
-        source=pos_orders.source(store_id), txn_id=call.request.match_info["txn_id"], refund_id=body.refund_id,
+        source=pos_orders.source(store_id), txn_id=call.path_code("txn_id", 64, OrderNotFound), refund_id=body.refund_id,
         lines=[(line.sku, line.qty) for line in body.lines] if body.lines else None, amount=body.amount),
         program, call.services.clock.now(), seal=call.seal(_placed))
     return await call.answer(_placed, placed)

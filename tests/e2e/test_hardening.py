@@ -220,3 +220,17 @@ async def test_metrics_count_problem_answers(till):
     text = await (await till.client.get("/metrics")).text()
     assert 'route="/v1/members",status="401"' in text
     assert 'status="404"' in text
+
+
+async def test_path_codes_that_cannot_exist_and_nul_characters_are_not_500s(till):
+    long_txn = await till.pos("POST", "/v1/pos/orders/" + "0" * 65 + "/refunds", {"refund_id": "R1", "amount": 1})
+    await problem(long_txn, 404, "order_not_found")
+    nul_txn = await till.pos("POST", "/v1/pos/orders/a%00b/refunds", {"refund_id": "R1", "amount": 1})
+    await problem(nul_txn, 404, "order_not_found")
+    await problem(await till.admin("POST", "/v1/stores/" + "S" * 33 + "/terminals", {"code": "P2"}), 404, "not_found")
+    await problem(await till.admin("POST", "/v1/stores/a%00b/terminals", {"code": "P2"}), 404, "not_found")
+    await problem(await till.admin("DELETE", "/v1/stores/S01/terminals/" + "T" * 41), 404, "not_found")
+    program = {**PROGRAM, "points": {**PROGRAM["points"], "exclude_categories": ["a\u0000"]}}
+    refused = await problem(await till.admin("PUT", "/v1/program", program), 422, "validation_error")
+    assert refused["errors"] == [{"field": "points.exclude_categories[0]", "message": "must not contain U+0000"}]
+    await problem(await till.admin("GET", "/v1/members?tier=a%00"), 422, "validation_error")
