@@ -51,7 +51,7 @@ async def _vest_one(chain_id: int, pending_id: int, program, now: datetime) -> i
                 legs=[ledger.Leg("points_pending", -amount, pending.member_id, guard=True),
                       ledger.Leg("points", amount, pending.member_id)]))
             if amount:
-                await points.add_lot(chain_id, pending.member_id, entry.id, amount, pending.vest_at, program,
+                await points.add_lot(chain_id, pending.member_id, entry, amount, pending.vest_at, program,
                                       order_id=pending.order_id)
             await PendingPoints.filter(id=pending.id).update(vested=True, remaining=0)
             await announce_balance(chain_id, pending.member_id, entry.id, now)

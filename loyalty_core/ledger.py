@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import F
 
+from . import sql
 from .errors import DuplicateEntry, InsufficientPoints, InsufficientStoredValue, InvariantViolation
 from .models import Account, JournalEntry, Posting
 
@@ -87,7 +87,18 @@ def check_balanced(legs: list[Leg]) -> None:
         raise InvariantViolation(f"entry does not balance: {unbalanced}")
 
 
-async def post(chain_id: int, entry: Entry) -> JournalEntry:
+@dataclass(frozen=True)
+class Posted:
+    """A posted entry: its id, and each moved member account's balance just after the move."""
+
+    id: int
+    balances: dict[tuple[int, str], int]
+
+    def balance(self, member_id: int, kind: str) -> int | None:
+        return self.balances.get((member_id, kind))
+
+
+async def post(chain_id: int, entry: Entry) -> Posted:
     """Write ``entry`` and move the member balances it touches. Call inside a transaction."""
     legs = [leg for leg in entry.legs if leg.amount]
     check_balanced(legs)
@@ -107,9 +118,11 @@ async def post(chain_id: int, entry: Entry) -> JournalEntry:
         raise DuplicateEntry(entry.key) from error
     # A fixed order of row locks: two entries touching the same members never deadlock.
     ordered = sorted(legs, key=lambda leg: (leg.member_id or 0, leg.ledger))
-    postings = []
+    postings, balances = [], {}
     for leg in ordered:
-        account_id = await _move(chain_id, leg) if leg.member_id is not None else None
+        account_id = None
+        if leg.member_id is not None:
+            account_id, balances[(leg.member_id, leg.ledger)] = await _move(chain_id, leg)
         postings.append(
             Posting(
                 entry_id=journal.id,
@@ -121,20 +134,23 @@ async def post(chain_id: int, entry: Entry) -> JournalEntry:
             )
         )
     await Posting.bulk_create(postings)
-    return journal
+    return Posted(journal.id, balances)
 
 
-async def _move(chain_id: int, leg: Leg) -> int:
-    account = await Account.get_or_none(chain_id=chain_id, member_id=leg.member_id, kind=leg.ledger)
-    if account is None:
+MOVE = ("UPDATE accounts SET balance = balance + $4 WHERE chain_id = $1 AND member_id = $2 AND kind = $3{guard} "
+        "RETURNING id, balance")
+
+
+async def _move(chain_id: int, leg: Leg) -> tuple[int, int]:
+    """One guarded atomic update that answers the account's id and new balance (no read before)."""
+    guarded = leg.guard and leg.amount < 0
+    rows = await sql.rows(MOVE.format(guard=" AND balance + $4 >= 0" if guarded else ""),
+                          chain_id, leg.member_id, leg.ledger, leg.amount)
+    if not rows:
+        if guarded:
+            raise SHORTFALL.get(leg.ledger, InsufficientPoints)()
         raise InvariantViolation(f"member {leg.member_id} has no {leg.ledger} account")
-    query = Account.filter(id=account.id)
-    if leg.guard and leg.amount < 0:
-        query = query.filter(balance__gte=-leg.amount)
-    changed = await query.update(balance=F("balance") + leg.amount)
-    if not changed:
-        raise SHORTFALL.get(leg.ledger, InsufficientPoints)()
-    return account.id
+    return int(rows[0]["id"]), int(rows[0]["balance"])
 
 
 async def open_accounts(chain_id: int, member_id: int) -> None:

@@ -9,7 +9,7 @@ from datetime import date, datetime
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from . import ledger, points, tiers
+from . import ledger, points, sql, tiers
 from .bounds import is_phone
 from .crypto import Vault
 from .errors import AlreadyExists, BadRequest, MemberErased, NotFound, ValidationFailed
@@ -87,7 +87,7 @@ async def _welcome(chain_id: int, member: Member, phone_hash: str, program: Prog
         legs=[ledger.Leg("points_issued", -amount), ledger.Leg("points", amount, member.id),
               ledger.Leg("growth_issued", -amount), ledger.Leg("growth", amount, member.id)],
     ))
-    await points.add_lot(chain_id, member.id, entry.id, amount, now, program)
+    await points.add_lot(chain_id, member.id, entry, amount, now, program)
     await tiers.add_figures(chain_id, member.id, tiers.period_of(now, program),
                             tiers.Figures(growth=amount, points_earned=amount))
     await tiers.raise_tier(member, program, now)
@@ -109,7 +109,11 @@ async def get_member(chain_id: int, member_id: int) -> Member:
 
 
 async def public_balances(member_id: int) -> dict[str, int]:
-    raw = await ledger.balances(member_id)
+    return shown_balances(await ledger.balances(member_id))
+
+
+def shown_balances(raw: dict[str, int]) -> dict[str, int]:
+    """A member's accounts as API.md shows them (``balances``)."""
     principal, bonus = raw.get("sv_principal", 0), raw.get("sv_bonus", 0)
     return {
         "points": raw.get("points", 0), "pending_points": raw.get("points_pending", 0),
@@ -118,15 +122,32 @@ async def public_balances(member_id: int) -> dict[str, int]:
     }
 
 
-async def tier_view(member: Member, program: Program, now: datetime) -> dict:
-    where = await tiers.standing(member, program, now)
-    return {"code": where.level.code, "name": where.level.name,
-            "progress": {"metric": where.metric, "current": where.current, "next_threshold": where.next_threshold}}
+async def balances_and_tier(member: Member, program: Program, now: datetime) -> tuple[dict, dict]:
+    """The member's ``balances`` and ``tier`` (with its progress) in one round trip: the account
+    rows and the sum of the tier window's figure rows, a bounded number of rows either way."""
+    first, last = tiers.window(program, now)
+    metric = program.tiers.metric
+    assert metric in tiers.METRICS
+    rows = await sql.rows(
+        "SELECT kind, balance FROM accounts WHERE chain_id = $1 AND member_id = $2 "
+        f"UNION ALL SELECT '{TIER_METRIC}', COALESCE(SUM({metric}), 0) FROM member_figures "
+        "WHERE chain_id = $1 AND member_id = $2 AND period BETWEEN $3 AND $4",
+        member.chain_id, member.id, first, last)
+    raw = {row["kind"]: int(row["balance"]) for row in rows}
+    level = program.level(member.tier_code)
+    tier = {"code": level.code, "name": level.name,
+            "progress": {"metric": metric, "current": raw.pop(TIER_METRIC, 0),
+                         "next_threshold": tiers.next_threshold(program, level)}}
+    return shown_balances(raw), tier
+
+
+TIER_METRIC = "~tier_metric"  # not an account kind: the window's metric, read beside the balances
 
 
 async def member_view(member: Member, program: Program, vault: Vault, now: datetime) -> dict:
     """A member as the admin API shows it: personal data decrypted but the phone masked."""
     await member.fetch_related("identities")
+    balances, tier = await balances_and_tier(member, program, now)
     name = vault.decrypt(member.name_enc)
     birthday = vault.decrypt(member.birthday_enc)
     return {
@@ -137,8 +158,8 @@ async def member_view(member: Member, program: Program, vault: Vault, now: datet
         "birthday": birthday,
         "card_no": member.card_no,
         "store_code": member.store_code,
-        "tier": await tier_view(member, program, now),
-        "balances": await public_balances(member.id),
+        "tier": tier,
+        "balances": balances,
         "identities": [{"channel": i.channel, "external_id": i.external_id} for i in member.identities],
         "tags": member.tags,
         "frozen": member.frozen,
@@ -150,8 +171,8 @@ async def member_view(member: Member, program: Program, vault: Vault, now: datet
 
 async def counter_view(member: Member, program: Program, vault: Vault, now: datetime) -> dict:
     """A member as the till shows it to the cashier: a masked name, tier, balances, frozen."""
-    return {"id": member.id, "display_name": display_name(member, vault),
-            "tier": await tier_view(member, program, now), "balances": await public_balances(member.id),
+    balances, tier = await balances_and_tier(member, program, now)
+    return {"id": member.id, "display_name": display_name(member, vault), "tier": tier, "balances": balances,
             "frozen": member.frozen}
 
 
@@ -222,7 +243,7 @@ async def adjust(chain_id: int, member_id: int, account: str, amount: int, reaso
         ))
         if account == "points":
             if amount > 0:
-                await points.add_lot(chain_id, member_id, entry.id, amount, now, program)
+                await points.add_lot(chain_id, member.id, entry, amount, now, program)
             else:
                 await points.take_from_lots(member_id, -amount)
         balances = await announce_balance(chain_id, member_id, entry.id, now)

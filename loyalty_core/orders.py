@@ -111,9 +111,11 @@ async def placed_before(chain_id: int, source: str, txn_id: str) -> Placed | Non
 
 
 async def place_order(chain_id: int, order: OrderInput, program: Program, now: datetime,
-                      seal: Seal | None = None) -> Placed:
-    """Commit a sale once per (source, txn_id); a repeat answers the first result."""
-    if (first := await placed_before(chain_id, order.source, order.txn_id)) is not None:
+                      seal: Seal | None = None, looked_up: bool = False) -> Placed:
+    """Commit a sale once per (source, txn_id); a repeat answers the first result. ``looked_up``:
+    the caller has just asked ``placed_before`` itself (a till does, before resolving the member
+    code), so the look-up is not repeated; a twin committing meanwhile still answers as one."""
+    if not looked_up and (first := await placed_before(chain_id, order.source, order.txn_id)) is not None:
         return first
     figures = await quote(chain_id, order, program)
     paid = sum(p.amount for p in order.payments)
@@ -180,7 +182,7 @@ async def _apply(chain_id: int, order: OrderInput, figures: pricing.Quote, progr
         entry = await ledger.post(chain_id, ledger.Entry(
             key=f"order:{order.source}:{order.txn_id}", kind="order", member_id=member.id, channel=order.channel,
             ref=f"order:{row.id}", occurred_at=order.occurred_at, legs=legs))
-        await _move_points(chain_id, member.id, entry.id, row, figures.points_to_earn, pending_until, program, now)
+        await _move_points(chain_id, member.id, entry, row, figures.points_to_earn, pending_until, program, now)
         row.stored_value_principal, row.stored_value_bonus = principal, bonus
         await tiers.add_figures(chain_id, member.id, row.period, tiers.Figures(
             growth=figures.growth_to_earn, points_earned=figures.points_to_earn, spend=figures.payable, orders=1))
@@ -234,7 +236,7 @@ def _order_legs(member_id: int, redeemed: int, figures: pricing.Quote, principal
     ]
 
 
-async def _move_points(chain_id: int, member_id: int, entry_id: int, row: Order, earned: int,
+async def _move_points(chain_id: int, member_id: int, entry: ledger.Posted, row: Order, earned: int,
                        pending_until: datetime | None, program: Program, now: datetime) -> None:
     if row.points_redeemed:
         await points.take_from_lots(member_id, row.points_redeemed)
@@ -244,7 +246,7 @@ async def _move_points(chain_id: int, member_id: int, entry_id: int, row: Order,
         await PendingPoints.create(chain_id=chain_id, member_id=member_id, order_id=row.id, amount=earned,
                                    remaining=earned, vest_at=pending_until)
     else:
-        await points.add_lot(chain_id, member_id, entry_id, earned, row.occurred_at, program, order_id=row.id)
+        await points.add_lot(chain_id, member_id, entry, earned, row.occurred_at, program, order_id=row.id)
 
 
 # ---- refunds -------------------------------------------------------------------------------
@@ -269,7 +271,9 @@ async def refund_order(chain_id: int, refund: RefundInput, program: Program, now
         return Placed({**done.result, "duplicate": True}, True)
     try:
         async with in_transaction():
-            order = await Order.select_for_update().get(id=order.id)
+            # NO KEY: a lot or pending row that names this order (a vest running now) may still
+            # take its foreign-key share lock, or the two would deadlock
+            order = await Order.select_for_update(no_key=True).get(id=order.id)
             placed = Placed(await _apply_refund(chain_id, order, refund, program, now), False)
             await seal_with(seal, placed)
     except (IntegrityError, DuplicateEntry):
@@ -311,7 +315,7 @@ async def _apply_refund(chain_id: int, order: Order, refund: RefundInput, progra
     if order.member_id is not None:
         from_pending = await _pending_of(order, share.points_reversed)
         entry = await _post_refund(chain_id, order, refund, share, from_pending, now)
-        await _refund_points(chain_id, order, entry.id, share, from_pending, program, now)
+        await _refund_points(chain_id, order, entry, share, from_pending, program, now)
         tier = await _refund_tier(chain_id, order, share, program, now)
         balances = await announce_balance(chain_id, order.member_id, entry.id, now)
     _remember_refund(order, figures, share, refunded_qty)
@@ -365,14 +369,14 @@ async def _pending_of(order: Order, wanted: int) -> int:
     return min(wanted, int(pending.remaining)) if pending else 0
 
 
-async def _refund_points(chain_id: int, order: Order, entry_id: int, share: pricing.RefundShare,
+async def _refund_points(chain_id: int, order: Order, entry: ledger.Posted, share: pricing.RefundShare,
                          from_pending: int, program: Program, now: datetime) -> None:
     if from_pending:
         await PendingPoints.filter(order_id=order.id, vested=False).update(remaining=F("remaining") - from_pending)
     if share.points_reversed - from_pending:
         await points.take_from_lots(order.member_id, share.points_reversed - from_pending, order_first=order.id)
     if share.points_returned:
-        await points.add_lot(chain_id, order.member_id, entry_id, share.points_returned, now, program)
+        await points.add_lot(chain_id, order.member_id, entry, share.points_returned, now, program)
 
 
 def _remember_refund(order: Order, figures: pricing.OrderFigures, share: pricing.RefundShare,

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from tortoise.expressions import F
 
+from .ledger import Posted
 from .models import Account, PointsLot
 from .program import Program
 from .rules.lots import LotView, draw, lot_expiry
@@ -21,14 +22,17 @@ async def points_balance(member_id: int) -> int:
     return int(account.balance)
 
 
-async def add_lot(chain_id: int, member_id: int, entry_id: int, amount: int, vested_at: datetime,
+async def add_lot(chain_id: int, member_id: int, entry: Posted, amount: int, vested_at: datetime,
                   program: Program, order_id: int | None = None) -> PointsLot | None:
-    """Record ``amount`` points just credited as a lot; a negative balance absorbs them first."""
-    balance_after = await points_balance(member_id)
+    """Record ``amount`` points just credited by ``entry`` as a lot; a negative balance absorbs
+    them first (the entry knows the points balance it left)."""
+    balance_after = entry.balance(member_id, "points")
+    if balance_after is None:
+        balance_after = await points_balance(member_id)
     remaining = min(amount, max(balance_after, 0))
     expires_at = lot_expiry(vested_at, program.points.expiry, ZoneInfo(program.timezone))
     return await PointsLot.create(
-        chain_id=chain_id, member_id=member_id, entry_id=entry_id, order_id=order_id, amount=amount,
+        chain_id=chain_id, member_id=member_id, entry_id=entry.id, order_id=order_id, amount=amount,
         remaining=remaining, vested_at=vested_at, expires_at=expires_at,
     )
 

@@ -34,14 +34,6 @@ class Figures:
     orders: int = 0
 
 
-@dataclass(frozen=True)
-class Standing:
-    level: Level
-    metric: str
-    current: int
-    next_threshold: int | None
-
-
 def period_of(moment: datetime, program: Program) -> int:
     """The month a cause counts in: yyyymm on the chain's local calendar."""
     local = moment.astimezone(ZoneInfo(program.timezone))
@@ -123,12 +115,6 @@ def earned_level(program: Program, reading: Reading) -> Level:
 def next_threshold(program: Program, level: Level) -> int | None:
     above = [lv.threshold for lv in program.tiers.levels if lv.threshold > level.threshold]
     return min(above) if above else None
-
-
-async def standing(member: Member, program: Program, now: datetime) -> Standing:
-    level = program.level(member.tier_code)
-    reading = await read(member.chain_id, member.id, program, now)
-    return Standing(level, program.tiers.metric, reading.metric, next_threshold(program, level))
 
 
 def tier_answer(level: Level, changed: bool) -> dict:

@@ -83,7 +83,7 @@ async def _place(call: Call, body: OrderIn, store_id: int, program, offline: boo
     now = call.services.clock.now()
     order = await pos_orders.to_core(body, store_id, call.chain_id, call.services.cache, call.services.vault, now,
                                      offline=offline)
-    return await orders.place_order(call.chain_id, order, program, now, seal=seal)
+    return await orders.place_order(call.chain_id, order, program, now, seal=seal, looked_up=True)
 
 
 @API.route("POST", "/v1/pos/orders/batch", auth="terminal", summary="Upload sales kept while offline", tag="pos",

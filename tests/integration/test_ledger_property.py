@@ -61,7 +61,7 @@ class Books:
             entry = await ledger.post(self.chain_id, Entry(key=key, kind="test", legs=legs, member_id=member_id,
                                                            occurred_at=self.now))
             if points_move > 0:
-                await points.add_lot(self.chain_id, member_id, entry.id, points_move, self.now, Program())
+                await points.add_lot(self.chain_id, member_id, entry, points_move, self.now, Program())
             elif points_move < 0:
                 await points.take_from_lots(member_id, -points_move)
             growth = sum(leg.amount for leg in legs if leg.ledger == "growth" and leg.member_id == member_id)
