@@ -14,7 +14,7 @@ from .bounds import is_phone
 from .crypto import Vault
 from .errors import AlreadyExists, BadRequest, MemberErased, NotFound, ValidationFailed
 from .models import Identity, JournalEntry, Member, Posting, Store
-from .outbox import emit
+from .outbox import emit, emit_all
 from .program import Program
 from .unit import Seal, seal_with
 
@@ -94,10 +94,13 @@ async def _welcome(chain_id: int, member: Member, phone_hash: str, program: Prog
     await announce_balance(chain_id, member.id, entry.id, now)
 
 
-async def announce_balance(chain_id: int, member_id: int, entry_id: int, now: datetime) -> dict[str, int]:
-    """Tell the outbox a member's balances changed; returns those balances for the caller's answer."""
+async def announce_balance(chain_id: int, member_id: int, entry_id: int, now: datetime,
+                           also: tuple[tuple[str, dict], ...] = ()) -> dict[str, int]:
+    """Tell the outbox a member's balances changed (with the cause's ``also`` events, in the same
+    insert); returns those balances for the caller's answer."""
     balances = await public_balances(member_id)
-    await emit(chain_id, "balance.changed", {"member_id": member_id, "entry_id": entry_id, "balances": balances}, now)
+    await emit_all(chain_id, [("balance.changed", {"member_id": member_id, "entry_id": entry_id,
+                                                   "balances": balances}), *also], now)
     return balances
 
 

@@ -173,6 +173,8 @@ async def _apply(chain_id: int, order: OrderInput, figures: pricing.Quote, progr
                  now: datetime) -> dict:
     member = order.member
     pending_until = None
+    created = ("order.created", {"order_id": row.id, "source": row.source, "txn_id": row.txn_id,
+                                 "member_id": member.id if member else None, "payable": figures.payable})
     tier = {"code": _level(program, member).code, "name": _level(program, member).name, "changed": False}
     balances = None
     if member is not None:
@@ -188,7 +190,9 @@ async def _apply(chain_id: int, order: OrderInput, figures: pricing.Quote, progr
             growth=figures.growth_to_earn, points_earned=figures.points_to_earn, spend=figures.payable, orders=1))
         tier = await tiers.raise_tier(member, program, now)
         row.tier_after = member.tier_code if tier["changed"] else None
-        balances = await announce_balance(chain_id, member.id, entry.id, now)
+        balances = await announce_balance(chain_id, member.id, entry.id, now, also=(created,))
+    else:
+        await emit(chain_id, *created, now)
     result = {
         "order_id": row.id, "txn_id": row.txn_id, "member_id": member.id if member else None,
         "subtotal": figures.subtotal, "tier_discount": figures.tier_discount,
@@ -201,8 +205,6 @@ async def _apply(chain_id: int, order: OrderInput, figures: pricing.Quote, progr
     }
     row.result = result
     await row.save(update_fields=["result", "stored_value_principal", "stored_value_bonus", "tier_after"])
-    await emit(chain_id, "order.created", {"order_id": row.id, "source": row.source, "txn_id": row.txn_id,
-                                           "member_id": result["member_id"], "payable": figures.payable}, now)
     return result
 
 
@@ -312,12 +314,16 @@ async def _apply_refund(chain_id: int, order: Order, refund: RefundInput, progra
     row = await Refund.create(chain_id=chain_id, order_id=order.id, refund_id=refund.refund_id, amount=share.amount,
                               lines=[{"sku": s, "qty": q} for s, q in (refund.lines or [])])
     balances, tier = None, None
-    if order.member_id is not None:
+    refunded = ("order.refunded", {"order_id": order.id, "refund_id": refund.refund_id, "amount": share.amount,
+                                   "member_id": order.member_id})
+    if order.member_id is None:
+        await emit(chain_id, *refunded, now)
+    else:
         from_pending = await _pending_of(order, share.points_reversed)
         entry = await _post_refund(chain_id, order, refund, share, from_pending, now)
         await _refund_points(chain_id, order, entry, share, from_pending, program, now)
         tier = await _refund_tier(chain_id, order, share, program, now)
-        balances = await announce_balance(chain_id, order.member_id, entry.id, now)
+        balances = await announce_balance(chain_id, order.member_id, entry.id, now, also=(refunded,))
     _remember_refund(order, figures, share, refunded_qty)
     await order.save(update_fields=["refunded_amount", "refund_state", "lines"])
     result = {"refund_id": refund.refund_id, "order_id": order.id, "txn_id": order.txn_id, "amount": share.amount,
@@ -326,8 +332,6 @@ async def _apply_refund(chain_id: int, order: Order, refund: RefundInput, progra
               "coupons_restored": [], "balances": balances, "tier": tier, "duplicate": False}
     row.result = result
     await row.save(update_fields=["result"])
-    await emit(chain_id, "order.refunded", {"order_id": order.id, "refund_id": refund.refund_id,
-                                            "amount": share.amount, "member_id": order.member_id}, now)
     return result
 
 
