@@ -35,6 +35,8 @@ class Settings:
     wechat_api_base_url: str = "https://api.weixin.qq.com"
     wechatpay_api_base_url: str = "https://api.mch.weixin.qq.com"
     platform_base_urls: dict[str, str] = field(default_factory=dict)
+    outbox_lease_seconds: float = 60.0
+    outbox_retention_days: float = 7.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -48,6 +50,8 @@ class Settings:
             wechat_api_base_url=env.get("WECHAT_API_BASE_URL", "https://api.weixin.qq.com"),
             wechatpay_api_base_url=env.get("WECHATPAY_API_BASE_URL", "https://api.mch.weixin.qq.com"),
             platform_base_urls={p: env[f"{p.upper()}_API_BASE_URL"] for p in PLATFORMS if env.get(f"{p.upper()}_API_BASE_URL")},
+            outbox_lease_seconds=_positive(env, "OUTBOX_LEASE_SECONDS", 60.0),
+            outbox_retention_days=_positive(env, "OUTBOX_RETENTION_DAYS", 7.0),
         )
 
     def require_secret(self) -> str:
@@ -67,6 +71,19 @@ class Settings:
             path.write_text(secrets.token_urlsafe(32))
             path.chmod(0o600)
         return Settings(**{**self.__dict__, "secret": path.read_text().strip()})
+
+
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, not {raw!r}") from None
+    if not 0 < value < float("inf"):
+        raise SettingsError(f"{name} must be greater than zero")
+    return value
 
 
 def normalise_database_url(url: str) -> str:
