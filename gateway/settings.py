@@ -35,6 +35,7 @@ class Settings:
     wechat_api_base_url: str = "https://api.weixin.qq.com"
     wechatpay_api_base_url: str = "https://api.mch.weixin.qq.com"
     platform_base_urls: dict[str, str] = field(default_factory=dict)
+    idempotency_lease_seconds: float = 60.0
     outbox_lease_seconds: float = 60.0
     outbox_retention_days: float = 7.0
 
@@ -50,6 +51,7 @@ class Settings:
             wechat_api_base_url=env.get("WECHAT_API_BASE_URL", "https://api.weixin.qq.com"),
             wechatpay_api_base_url=env.get("WECHATPAY_API_BASE_URL", "https://api.mch.weixin.qq.com"),
             platform_base_urls={p: env[f"{p.upper()}_API_BASE_URL"] for p in PLATFORMS if env.get(f"{p.upper()}_API_BASE_URL")},
+            idempotency_lease_seconds=_positive(env, "IDEMPOTENCY_LEASE_SECONDS", 60.0),
             outbox_lease_seconds=_positive(env, "OUTBOX_LEASE_SECONDS", 60.0),
             outbox_retention_days=_positive(env, "OUTBOX_RETENTION_DAYS", 7.0),
         )
