@@ -16,10 +16,13 @@ import time
 
 import aiohttp
 import pytest
+from tortoise.transactions import in_transaction
 
+from gateway.problems import unavailable
 from gateway.settings import DATABASE_ACQUIRE_TIMEOUT, DATABASE_COMMAND_TIMEOUT
+from loyalty_core.models import Chain
 
-from .checks import assert_orders_applied_once, assert_outbox_delivered_once, opened
+from .checks import assert_ledger_clean, assert_orders_applied_once, assert_outbox_delivered_once, opened
 from .client import Answer, Client
 from .lab import REDIS_URL
 from .load import Sale, place, until
@@ -139,3 +142,32 @@ async def test_requests_fail_fast_while_postgres_is_down_or_hung_and_recover_by_
         async with opened(database_url):
             await assert_orders_applied_once(answers)
             await assert_outbox_delivered_once(receiver)
+
+
+async def test_a_transaction_whose_begin_fails_gives_its_connection_back(lab):
+    """On a hung server BEGIN times out on a pooled connection that looked alive. Tortoise 1.1.9
+    kept that connection (and the task's dead transaction) for good; gateway/db.py gives both back,
+    so the pool, and the same task, work again once the server answers."""
+    async with asyncio.timeout(60):
+        cluster = await lab.postgres()
+        database_url = await lab.database(cluster.admin_url)
+        async with opened(database_url + "?maxsize=2&command_timeout=1&acquire_timeout=1"):
+
+            async def transaction() -> int:
+                async with in_transaction() as connection:
+                    return (await connection.execute_query("SELECT 1 AS one"))[1][0]["one"]
+
+            assert await asyncio.gather(transaction(), transaction()) == [1, 1]  # two pooled connections
+            cluster.pause()
+            try:
+                for _ in range(3):  # in this task: more failed BEGINs than the pool has connections
+                    with pytest.raises(Exception) as failed:
+                        await transaction()
+                    assert unavailable(failed.value) == "database", repr(failed.value)
+            finally:
+                cluster.resume()
+            async with asyncio.timeout(5):
+                assert await transaction() == 1
+                assert await asyncio.gather(*(transaction() for _ in range(4))) == [1] * 4
+                assert await Chain.all().count() == 0
+            await assert_ledger_clean()
