@@ -1,9 +1,11 @@
-"""The worker process: relays the outbox and (as later channels arrive) pulls and runs jobs.
+"""The worker process: relays the outbox, runs the scheduled jobs and prunes what is kept for a
+while only (delivered outbox rows, idempotency records).
 
 Several workers may run at once: a row is claimed by setting a lease inside a transaction that
 locks it with ``FOR UPDATE SKIP LOCKED`` (PostgreSQL; SQLite serialises writers anyway), so no
 two workers deliver the same row at the same time. Delivery is at least once; each event carries
-its ``event_id`` for receivers to dedupe.
+its ``event_id`` for receivers to dedupe. A worker that dies between delivering a row and marking
+it leaves the row leased; once the lease is over another worker delivers it again.
 """
 from __future__ import annotations
 
@@ -13,19 +15,26 @@ from typing import Awaitable, Callable
 
 import structlog
 from tortoise.expressions import Q
+from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from loyalty_core import jobs
 from loyalty_core.clock import Clock
-from loyalty_core.models import Chain, OutboxEvent
+from loyalty_core.models import Chain, IdempotencyRecord, OutboxEvent
 from loyalty_core.outbox import backoff
 
 from . import idempotency
 from .metrics import OUTBOX
+from .problems import unavailable
+from .settings import Settings
 
 log = structlog.get_logger("worker")
 LEASE = timedelta(seconds=60)
+RETENTION = timedelta(days=7)
 MAX_ATTEMPTS = 20
+PRUNE_BATCH = 500  # rows per DELETE: each statement stays short, whatever the backlog
+PRUNE_MAX_BATCHES = 20  # per table and schedule run, so one run never starves the relay
+ANY_TOPIC = "*"
 
 Deliver = Callable[[OutboxEvent], Awaitable[None]]
 
@@ -36,10 +45,16 @@ async def log_sink(event: OutboxEvent) -> None:
 
 
 class Relay:
-    def __init__(self, clock: Clock, routes: dict[str, list[Deliver]] | None = None, batch: int = 50) -> None:
+    """Delivers due outbox rows to the handlers of their topic (``routes``; the ``"*"`` entry
+    serves every topic without its own; without either, the log)."""
+
+    def __init__(self, clock: Clock, routes: dict[str, list[Deliver]] | None = None, batch: int = 50,
+                 lease: timedelta = LEASE) -> None:
         self.clock = clock
         self.routes = routes or {}
         self.batch = batch
+        self.lease = lease
+        self._unmarked: dict[int, tuple[OutboxEvent, int]] = {}  # delivered, not yet marked (database down)
 
     async def claim(self, now: datetime) -> list[OutboxEvent]:
         async with in_transaction():
@@ -47,15 +62,16 @@ class Relay:
             rows = await (OutboxEvent.filter(free, status="pending", next_attempt_at__lte=now)
                           .order_by("id").limit(self.batch).select_for_update(skip_locked=True))
             if rows:
-                await OutboxEvent.filter(id__in=[r.id for r in rows]).update(locked_until=now + LEASE)
+                await OutboxEvent.filter(id__in=[r.id for r in rows]).update(locked_until=now + self.lease)
         return rows
 
     async def deliver(self, event: OutboxEvent) -> None:
-        for handler in self.routes.get(event.topic, [log_sink]):
+        for handler in self.routes.get(event.topic) or self.routes.get(ANY_TOPIC) or [log_sink]:
             await handler(event)
 
     async def run_once(self) -> int:
         """Deliver what is due; returns how many events were attempted."""
+        await self._mark_unmarked()
         events = await self.claim(self.clock.now())
         for event in events:
             await self._attempt(event)
@@ -73,17 +89,34 @@ class Relay:
             OUTBOX.labels(event.topic, "dead" if dead else "retry").inc()
             log.warning("outbox.retry", event_id=event.event_id, topic=event.topic, attempts=attempts, error=str(error))
             return
+        # Delivered: from here on, failing to record it must not make us deliver it again. If the
+        # database is gone, the mark is kept in memory and written first in the next cycles.
+        self._unmarked[event.id] = (event, attempts)
+        await self._mark(event, attempts)
+
+    async def _mark(self, event: OutboxEvent, attempts: int) -> None:
         await OutboxEvent.filter(id=event.id).update(attempts=attempts, status="delivered", locked_until=None,
                                                      delivered_at=self.clock.now(), last_error=None)
+        del self._unmarked[event.id]
         OUTBOX.labels(event.topic, "delivered").inc()
+
+    async def _mark_unmarked(self) -> None:
+        for event, attempts in list(self._unmarked.values()):
+            await self._mark(event, attempts)
 
 
 class Schedule:
-    """Runs the points jobs for every chain every ``every``; safe beside other workers."""
+    """Every ``every``: the points jobs for every chain, then the retention of delivered outbox
+    rows (``retention``) and of idempotency records (``idempotency.KEEP``); safe beside other
+    workers."""
 
-    def __init__(self, clock: Clock, every: timedelta = timedelta(minutes=1)) -> None:
+    def __init__(self, clock: Clock, every: timedelta = timedelta(minutes=1), retention: timedelta = RETENTION,
+                 batch: int = PRUNE_BATCH, max_batches: int = PRUNE_MAX_BATCHES) -> None:
         self.clock = clock
         self.every = every
+        self.retention = retention
+        self.batch = batch
+        self.max_batches = max_batches
         self.next_run: datetime | None = None
 
     async def run_due(self) -> None:
@@ -96,17 +129,48 @@ class Schedule:
                 report = await jobs.run_job(name, chain_id, now)
                 if report.processed:
                     log.info("job.ran", chain_id=chain_id, **report.as_dict(now))
-        await idempotency.purge(now)
+        await self.prune(now)
+
+    async def prune(self, now: datetime) -> dict[str, int]:
+        """Delete delivered outbox rows delivered before ``now - retention`` (pending and dead rows
+        stay) and idempotency records created before ``now - idempotency.KEEP``, in batches."""
+        cutoff = now - self.retention
+        # delivered_at >= next_attempt_at (a row is only delivered once due), so the second
+        # condition only lets the (status, next_attempt_at) index find the candidates.
+        delivered = OutboxEvent.filter(status="delivered", delivered_at__lt=cutoff, next_attempt_at__lt=cutoff)
+        expired = IdempotencyRecord.filter(created_at__lt=now - idempotency.KEEP)
+        pruned = {"outbox_events": await self._delete(delivered), "idempotency_records": await self._delete(expired)}
+        if any(pruned.values()):
+            log.info("retention.pruned", **pruned)
+        return pruned
+
+    async def _delete(self, candidates: QuerySet) -> int:
+        """At most ``max_batches`` DELETEs of at most ``batch`` rows each, until none is left."""
+        deleted = 0
+        for _ in range(self.max_batches):
+            ids = await candidates.limit(self.batch).values_list("id", flat=True)
+            if ids:
+                deleted += await candidates.filter(id__in=ids).delete()
+            if len(ids) < self.batch:
+                break
+        return deleted
 
 
-async def run(clock: Clock, stop: asyncio.Event, interval: float = 1.0) -> None:
-    relay, schedule = Relay(clock), Schedule(clock)
+async def run(clock: Clock, stop: asyncio.Event, interval: float = 1.0, settings: Settings | None = None,
+              routes: dict[str, list[Deliver]] | None = None) -> None:
+    """The worker's loop until ``stop``; ``settings`` default to the environment's."""
+    settings = settings or Settings.from_env()
+    relay = Relay(clock, routes, lease=timedelta(seconds=settings.outbox_lease_seconds))
+    schedule = Schedule(clock, retention=timedelta(days=settings.outbox_retention_days))
     while not stop.is_set():
         try:
             delivered = await relay.run_once()
             await schedule.run_due()
-        except Exception:
-            log.exception("worker.cycle_failed")
+        except Exception as error:
+            if (service := unavailable(error)) is not None:  # retried next cycle; no traceback each second
+                log.warning("worker.service_unavailable", service=service, error=f"{type(error).__name__}: {error}"[:300])
+            else:
+                log.exception("worker.cycle_failed")
             delivered = 0
         if not delivered:
             try:

@@ -181,3 +181,10 @@ class MemberNotFound(NotFound):
 
 class UnknownJob(NotFound):
     code, title = "unknown_job", "No such job"
+
+
+class ServiceUnavailable(LoyaltyError):
+    """A service the request needs (the database, Redis) failed or did not answer in time; retry the
+    request (with the same Idempotency-Key): what it changes is applied at most once."""
+
+    code, status, title = "service_unavailable", 503, "Service unavailable"

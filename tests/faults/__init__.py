@@ -1,0 +1,1 @@
+"""Proof under faults: real processes killed, PostgreSQL and Redis stopped under load (PostgreSQL pass)."""
