@@ -10,6 +10,7 @@ import asyncio
 import inspect
 import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Awaitable, Callable
 
 import orjson
@@ -158,15 +159,16 @@ async def dispatch(operation: Operation, request: web.Request) -> web.StreamResp
     if key is None:
         return render(await _run(operation, call))
     assert principal is not None
+    lease = timedelta(seconds=services.settings.idempotency_lease_seconds)
     claimed = await idempotency.claim(principal.chain_id, key,
                                       idempotency.fingerprint(request.method, request.raw_path, raw),
-                                      services.clock.now(), services.vault)
+                                      services.clock.now(), services.vault, lease)
     if isinstance(claimed, idempotency.Replay):
         content_type = "application/problem+json" if claimed.status >= 400 else JSON
         return web.Response(status=claimed.status, text=claimed.body, content_type=content_type,
                             headers={"Idempotent-Replayed": "true"})
     call.claim = claimed
-    lease = asyncio.create_task(idempotency.keep_alive(claimed, services.clock.now))
+    renewing = asyncio.create_task(idempotency.keep_alive(claimed, services.clock.now, lease))
     try:
         response = render(await _run(operation, call))
         if call.sealed is None:  # a handler of many transactions (a job, a batch): stored after them
@@ -182,7 +184,7 @@ async def dispatch(operation: Operation, request: web.Request) -> web.StreamResp
         await idempotency.release(claimed)
         raise
     finally:
-        lease.cancel()
+        renewing.cancel()
 
 
 async def _finish(claimed: idempotency.Claim, status: int, text: str, services: Services) -> None:

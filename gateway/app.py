@@ -38,7 +38,8 @@ def create_app(settings: Settings, clock: Clock | None = None, with_worker: bool
 
 async def _worker(app: web.Application):
     stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(app[SERVICES].clock, stop))
+    services = app[SERVICES]
+    task = asyncio.create_task(worker.run(services.clock, stop, settings=services.settings))
     yield
     stop.set()
     await task

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -78,6 +79,17 @@ async def _active_terminal(terminal_id: str, services: Services) -> TerminalKey 
     return TerminalKey(row.id, row.chain_id, row.store_id, row.terminal_id, services.vault.decrypt(row.secret_enc))
 
 
+async def _first_use(services: Services, chain_id: int, terminal_pk: int, nonce: str) -> bool:
+    """Record the nonce for the skew window; False if it was recorded before. The value is this
+    request's own mark, so a write that the Redis client resent after a broken connection (the
+    first one had landed) is still recognised as ours, not as a replay."""
+    key = services.cache.key(f"{{chain:{chain_id}}}", "nonce", terminal_pk, nonce)
+    mark = secrets.token_hex(8)
+    if await services.cache.redis.set(key, mark, nx=True, ex=2 * SKEW_SECONDS):
+        return True
+    return await services.cache.redis.get(key) == mark
+
+
 def signature(secret: str, method: str, path_with_query: str, timestamp: str, nonce: str, body: bytes) -> str:
     """The POS signature of API.md: hex HMAC-SHA256 over method, path, timestamp, nonce, body hash."""
     message = "\n".join([method.upper(), path_with_query, timestamp, nonce, hashlib.sha256(body).hexdigest()])
@@ -108,9 +120,7 @@ async def terminal(request: web.Request, body: bytes, services: Services) -> Pri
     expected = signature(row.secret, request.method, request.raw_path, timestamp, nonce, body)
     if not hmac.compare_digest(expected, given.lower()):
         raise InvalidSignature("X-Signature does not match this request")
-    fresh = await services.cache.redis.set(services.cache.key(f"{{chain:{row.chain_id}}}", "nonce", row.id, nonce), "1", nx=True,
-                                           ex=2 * SKEW_SECONDS)
-    if not fresh:
+    if not await _first_use(services, row.chain_id, row.id, nonce):
         raise ReplayedRequest("This X-Nonce was used already")
     return Principal(chain_id=row.chain_id, kind="terminal", actor=f"terminal:{row.terminal_id}",
                      store_id=row.store_id, terminal_id=row.id)

@@ -16,9 +16,9 @@ from .settings import Settings, SettingsError
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    settings = Settings.from_env()
-    configure(settings.log_level)
     try:
+        settings = Settings.from_env()
+        configure(settings.log_level)
         return args.run(settings, args) or 0
     except SettingsError as error:
         print(f"loyalty: {error}", file=sys.stderr)
@@ -103,7 +103,7 @@ def cmd_verify(settings: Settings, args) -> int:
     from loyalty_core.verify import verify
 
     async def run():
-        await db.open_database(settings.database_url)
+        await db.open_database(settings.database_url, command_timeout=None)  # a large ledger takes time
         try:
             return await verify()
         finally:
@@ -128,7 +128,7 @@ def cmd_worker(settings: Settings, args) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         try:
-            await worker.run(Clock(), stop)
+            await worker.run(Clock(), stop, settings=settings)
         finally:
             await db.close_database()
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import asyncpg.connection
 import structlog
 from tortoise import Tortoise
 from tortoise.backends.asyncpg.client import AsyncpgDBClient, TransactionWrapper
@@ -84,8 +85,22 @@ class _PooledConnection(PoolConnectionWrapper):
         return self.connection
 
 
+class Connection(asyncpg.connection.Connection):
+    """A pooled connection given back without asyncpg's reset query (``pg_advisory_unlock_all();
+    CLOSE ALL; UNLISTEN *; RESET ALL``), which costs a round trip after every statement sent
+    outside a transaction. The gateway keeps no session state (no advisory locks, cursors,
+    LISTEN or session SET; verify's isolation level is per transaction), and asyncpg still rolls
+    back a transaction left open."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 class AsyncpgClient(AsyncpgDBClient):
-    """Tortoise's asyncpg client, with ``acquire_timeout`` (a ``DATABASE_URL`` parameter too)."""
+    """Tortoise's asyncpg client, with ``acquire_timeout`` (a ``DATABASE_URL`` parameter too) and
+    connections that skip the reset query."""
+
+    connection_class = Connection
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

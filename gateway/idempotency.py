@@ -65,13 +65,14 @@ def _canonical(body: bytes) -> bytes:
         return body
 
 
-async def claim(chain_id: int, key: str, print_: str, now: datetime, vault: Vault) -> Claim | Replay:
+async def claim(chain_id: int, key: str, print_: str, now: datetime, vault: Vault,
+                lease: timedelta = LEASE) -> Claim | Replay:
     """The claim to finish, or the stored answer to replay."""
     token = secrets.token_hex(16)
     for _ in range(3):
         try:
             record = await IdempotencyRecord.create(chain_id=chain_id, key=key, fingerprint=print_, state="running",
-                                                    token=token, locked_until=now + LEASE, created_at=now)
+                                                    token=token, locked_until=now + lease, created_at=now)
             return Claim(record.id, token)
         except IntegrityError:
             pass
@@ -86,7 +87,7 @@ async def claim(chain_id: int, key: str, print_: str, now: datetime, vault: Vaul
     if record.state == "done":
         return Replay(record.status or 200, vault.decrypt(record.body) or "")
     taken = await IdempotencyRecord.filter(id=record.id, state="running", locked_until__lt=now).update(
-        locked_until=now + LEASE, token=token)
+        locked_until=now + lease, token=token)
     if not taken:
         raise RequestInProgress("The first request with this Idempotency-Key is still running")
     return Claim(record.id, token)
@@ -106,17 +107,14 @@ async def release(claim: Claim) -> None:
     await _held(claim).delete()
 
 
-async def keep_alive(claim: Claim, now, every: float = LEASE.total_seconds() / 3) -> None:
-    """Renew the lease while a long handler (an offline batch, a job) runs; cancelled when it ends."""
+async def keep_alive(claim: Claim, now, lease: timedelta = LEASE, every: float | None = None) -> None:
+    """Renew the lease (every third of it) while a long handler (an offline batch, a job) runs;
+    cancelled when it ends."""
     while True:
-        await asyncio.sleep(every)
-        if not await _held(claim).update(locked_until=now() + LEASE):
+        await asyncio.sleep(every if every is not None else lease.total_seconds() / 3)
+        if not await _held(claim).update(locked_until=now() + lease):
             return
 
 
 def storable(status: int, code: str | None) -> bool:
     return status < 500 and code not in {"validation_error", "invalid_json", "request_in_progress"}
-
-
-async def purge(now: datetime) -> int:
-    return await IdempotencyRecord.filter(created_at__lt=now - KEEP).delete()

@@ -309,4 +309,4 @@ class OutboxEvent(Model):
 
     class Meta:
         table = "outbox_events"
-        indexes = (("status", "next_attempt_at"),)
+        indexes = (("status", "next_attempt_at"), ("status", "delivered_at"))
