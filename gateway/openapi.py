@@ -118,7 +118,7 @@ STATUS = {"validation_error": 422, "invalid_json": 400, "idempotency_key_require
           "not_found": 404, "order_not_found": 404, "code_not_found": 404, "code_expired": 410,
           "already_exists": 409, "code_used": 409, "last_owner_key": 409, "unknown_job": 404,
           "member_not_found": 404, "not_ready": 503, "request_in_progress": 409, "idempotency_key_reused": 422,
-          "bad_request": 400, "payload_too_large": 413}
+          "bad_request": 400, "payload_too_large": 413, "service_unavailable": 503}
 # What every caller of a scheme can be answered before its route runs (gateway/auth.py).
 AUTH_ERRORS = {"admin": {"unauthorized"}, "member": {"unauthorized"},
                "terminal": {"unauthorized", "stale_request", "replayed_request", "invalid_signature"}}
@@ -128,7 +128,7 @@ def _errors_by_status(op: Operation) -> dict[int, set[str]]:
     codes = set(op.errors)
     if op.auth:
         kind, _, right = op.auth.partition(":")
-        codes |= AUTH_ERRORS[kind]
+        codes |= AUTH_ERRORS[kind] | {"service_unavailable"}  # PostgreSQL or Redis unreachable (Retry-After)
         if right and any(right not in rights for rights in RIGHTS.values()):
             codes.add("forbidden")
     if op.body is not None:
