@@ -9,6 +9,10 @@ from ..e2e.programs import PROGRAM, line, order
 from .client import Client
 
 SKUS = [("LATTE", "coffee", 1800), ("BEANS", "coffee", 6500), ("APPLE", "fresh", 900), ("MUG", "goods", 3200)]
+# The POS test program without tier discounts: members climb tiers under a long load, and a sale
+# paid at its subtotal must still add up whatever tier its member has reached by then.
+LOAD_PROGRAM = {**PROGRAM, "tiers": {**PROGRAM["tiers"], "levels": [
+    {key: value for key, value in level.items() if key != "discount_percent"} for level in PROGRAM["tiers"]["levels"]]}}
 
 
 @dataclass
@@ -18,9 +22,9 @@ class Shop:
 
 
 async def seed(client: Client, base: str, chain_id: int, members: int) -> Shop:
-    """Under the POS test program (no welcome points, no pending days): store S01 with terminal
-    POS1 (its id and secret go into ``client``) and ``members`` members."""
-    answer = await client.admin(base, "PUT", "/v1/program", PROGRAM)
+    """Under the POS test program (no welcome points, no pending days, no tier discounts): store
+    S01 with terminal POS1 (its id and secret go into ``client``) and ``members`` members."""
+    answer = await client.admin(base, "PUT", "/v1/program", LOAD_PROGRAM)
     assert answer.status == 200, answer.body
     answer = await client.admin(base, "POST", "/v1/stores", {"code": "S01", "name": "Store 1"})
     assert answer.status == 201, answer.body
