@@ -9,7 +9,7 @@ import sys
 
 from aiohttp import web
 
-from . import db
+from . import db, processes
 from .logging import configure
 from .settings import Settings, SettingsError
 
@@ -31,11 +31,16 @@ def parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP gateway")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="gateway processes on the one port (default: one per core; one without REDIS_URL)")
     serve.add_argument("--single-process", action="store_true",
                        help="allow running without REDIS_URL on PostgreSQL: this must then be the only gateway "
                             "process (nonces and member codes live in its memory)")
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a child of --workers N
     serve.set_defaults(run=cmd_serve)
-    sub.add_parser("worker", help="outbox delivery and scheduled jobs").set_defaults(run=cmd_worker)
+    work = sub.add_parser("worker", help="outbox delivery and scheduled jobs")
+    work.add_argument("--processes", type=int, default=1, metavar="N", help="worker processes (default 1)")
+    work.set_defaults(run=cmd_worker)
     sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(run=cmd_migrate)
     chain = sub.add_parser("chain", help="chains").add_subparsers(required=True, metavar="ACTION")
     create = chain.add_parser("create", help="create a chain and print its first owner key")
@@ -63,14 +68,33 @@ def cmd_serve(settings: Settings, args, with_worker: bool = False) -> int:
     from .app import create_app
 
     settings.require_secret()
-    if not with_worker and not settings.redis_url and not settings.database_url.startswith("sqlite") \
-            and not getattr(args, "single_process", False):
+    workers = _gateway_count(settings, args, with_worker)
+    if workers > 1:
+        return processes.supervise(["serve", "--workers", "1", "--reuse-port", "--host", args.host,
+                                    "--port", str(args.port)], workers)
+    web.run_app(create_app(settings, with_worker=with_worker), host=args.host, port=args.port, print=None,
+                access_log=None, reuse_port=getattr(args, "reuse_port", False) or None)
+    return 0
+
+
+def _gateway_count(settings: Settings, args, with_worker: bool) -> int:
+    """How many gateway processes: several only beside a shared Redis, where nonces and member
+    codes live (the in-process stand-in is one process's own)."""
+    if with_worker:
+        return 1
+    if settings.redis_url:
+        workers = args.workers if args.workers is not None else processes.default_count()
+        if workers < 1:
+            raise SettingsError("--workers must be at least 1")
+        return workers
+    if args.workers is not None and args.workers > 1:
+        raise SettingsError("--workers above 1 needs REDIS_URL: without it each process keeps its own nonces and "
+                            "member codes, and a signed request could be replayed on another process.")
+    if not settings.database_url.startswith("sqlite") and not args.single_process:
         raise SettingsError("REDIS_URL is required beside a shared database: without it each process keeps its own "
                             "nonces and member codes, and a signed request could be replayed on another process. "
                             "Set REDIS_URL, or pass --single-process if this is the only gateway process.")
-    web.run_app(create_app(settings, with_worker=with_worker), host=args.host, port=args.port, print=None,
-                access_log=None)
-    return 0
+    return 1
 
 
 def cmd_migrate(settings: Settings, args) -> int:
@@ -120,6 +144,11 @@ def cmd_worker(settings: Settings, args) -> int:
     from loyalty_core.clock import Clock
 
     from . import worker
+
+    if args.processes < 1:
+        raise SettingsError("--processes must be at least 1")
+    if args.processes > 1:
+        return processes.supervise(["worker"], args.processes)
 
     async def run() -> None:
         await db.open_database(settings.database_url)

@@ -139,3 +139,10 @@ async def member_code(kit: ChainKit, member_id: int) -> str:
     services = kit.client.server.app[SERVICES]
     issued = await codes.issue(services.cache, services.vault, kit.chain_id, member_id, kit.clock.now())
     return issued.code
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes ``pid`` started (Linux), e.g. the children of ``serve --workers N``."""
+    from pathlib import Path
+
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]

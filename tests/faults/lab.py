@@ -229,7 +229,7 @@ class Gateway(Process):
 
     def __init__(self, lab: Lab, name: str, env: dict[str, str]) -> None:
         self.port = free_port()
-        super().__init__(lab, name, [LOYALTY, "serve", "--host", "127.0.0.1", "--port", str(self.port)], env)
+        super().__init__(lab, name, [LOYALTY, "serve", "--workers", "1", "--host", "127.0.0.1", "--port", str(self.port)], env)
         self.url = f"http://127.0.0.1:{self.port}"
 
     async def ready(self, timeout: float = 30) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
 from loyalty_core.verify import verify
 from tests.conftest import SECRET
 
-from ..helpers import adjustment, sql_rows
+from ..helpers import adjustment, child_pids, sql_rows
 
 LOYALTY = str(Path(sys.executable).with_name("loyalty"))
 
@@ -101,3 +102,31 @@ async def test_serve_refuses_a_shared_database_without_redis(client, database_ur
     code, _, err = await loyalty(shared, "serve", "--port", "1")
     assert code == 2
     assert "REDIS_URL is required" in err and "--single-process" in err
+
+
+async def test_worker_processes_run_and_stop_with_their_parent(client, database_url):
+    env = {**os.environ, "DATABASE_URL": database_url, "LOYALTY_SECRET": SECRET, "LOG_LEVEL": "WARNING"}
+    for stop in (signal.SIGTERM, signal.SIGKILL):
+        parent = await asyncio.create_subprocess_exec(LOYALTY, "worker", "--processes", "2", env=env,
+                                                      stdout=asyncio.subprocess.DEVNULL,
+                                                      stderr=asyncio.subprocess.DEVNULL)
+        for _ in range(100):
+            if len(child_pids(parent.pid)) == 2:
+                break
+            await asyncio.sleep(0.1)
+        pids = child_pids(parent.pid)
+        assert len(pids) == 2
+        parent.send_signal(stop)  # SIGKILL too: the children must not go on alone
+        await asyncio.wait_for(parent.wait(), 30)
+        for _ in range(100):
+            if not any(Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid) for pid in pids):
+                break
+            await asyncio.sleep(0.1)
+        assert not any(Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid) for pid in pids), stop
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0]
+    except (OSError, IndexError):
+        return "zombie"

@@ -56,7 +56,7 @@ async def test_fifty_concurrent_spends_in_one_process(chain):
 async def _start(port: int, database_url: str, prefix: str) -> asyncio.subprocess.Process:
     env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": REDIS_URL, "REDIS_PREFIX": prefix,
            "LOYALTY_SECRET": SECRET, "LOG_LEVEL": "WARNING"}
-    return await asyncio.create_subprocess_exec(LOYALTY, "serve", "--port", str(port), env=env,
+    return await asyncio.create_subprocess_exec(LOYALTY, "serve", "--workers", "1", "--port", str(port), env=env,
                                                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
 
 

@@ -1,0 +1,70 @@
+"""Several gateway or worker processes under one command: ``serve --workers N``, ``worker --processes N``.
+
+The parent starts N children, each the same command with one process (gateways bind the same
+port with SO_REUSEPORT, so the kernel spreads connections over them), restarts a child that dies,
+and on SIGTERM or SIGINT passes the signal on and waits for them: aiohttp finishes the requests in
+flight, a worker finishes its cycle. Children are whole processes of their own (each with its
+database pool and caches), so nothing is shared but PostgreSQL and Redis.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import structlog
+
+log = structlog.get_logger("processes")
+PR_SET_PDEATHSIG = 1
+RESTART_PAUSE = 1.0
+STOP_GRACE = 30.0
+
+
+def _die_with_parent() -> None:
+    """In the child, before it runs: Linux sends it SIGTERM if the parent dies, even by SIGKILL,
+    so no gateway is left serving the port on its own."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:  # not Linux: the parent's own stop still reaches them
+        pass
+
+
+def default_count() -> int:
+    return os.cpu_count() or 1
+
+
+def supervise(argv: list[str], count: int) -> int:
+    """Run ``count`` copies of ``loyalty <argv>`` until told to stop; returns the exit code."""
+    stopping = False
+
+    def stop(signum, _frame) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "gateway.cli", *argv], preexec_fn=_die_with_parent)
+
+    children = [start() for _ in range(count)]
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("processes.started", count=count, pids=[child.pid for child in children])
+    while not stopping:
+        for index, child in enumerate(children):
+            if child.poll() is not None and not stopping:
+                log.warning("processes.restart", pid=child.pid, exit_code=child.returncode)
+                time.sleep(RESTART_PAUSE)
+                children[index] = start()
+        time.sleep(0.2)
+    deadline = time.monotonic() + STOP_GRACE
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+    return 0
