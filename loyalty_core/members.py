@@ -129,8 +129,7 @@ async def balances_and_tier(member: Member, program: Program, now: datetime) -> 
     """The member's ``balances`` and ``tier`` (with its progress) in one round trip: the account
     rows and the sum of the tier window's figure rows, a bounded number of rows either way."""
     first, last = tiers.window(program, now)
-    metric = program.tiers.metric
-    assert metric in tiers.METRICS
+    metric = tiers.metric_column(program)
     rows = await sql.rows(
         "SELECT kind, balance FROM accounts WHERE chain_id = $1 AND member_id = $2 "
         f"UNION ALL SELECT '{TIER_METRIC}', COALESCE(SUM({metric}), 0) FROM member_figures "

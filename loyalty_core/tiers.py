@@ -23,6 +23,15 @@ from .program import Level, Program
 METRICS = ("growth", "points_earned", "spend", "stored_value")
 
 
+def metric_column(program: Program) -> str:
+    """The ``member_figures`` column the program's tier metric sums (never text from a request:
+    the program allows only these names)."""
+    metric = program.tiers.metric
+    if metric not in METRICS:
+        raise ValueError(f"unknown tier metric {metric!r}")
+    return metric
+
+
 @dataclass(frozen=True)
 class Figures:
     """What one cause adds to a member's figures (negative for a refund)."""
@@ -78,8 +87,7 @@ class Reading:
 async def read(chain_id: int, member_id: int, program: Program, now: datetime) -> Reading:
     """The window's metric and the lifetime orders count, in one query over a bounded set of rows."""
     first, last = window(program, now)
-    column = program.tiers.metric
-    assert column in METRICS
+    column = metric_column(program)
     found = await sql.rows(
         f"SELECT COALESCE(SUM(CASE WHEN period > 0 THEN {column} ELSE 0 END), 0) AS metric, "
         "COALESCE(SUM(CASE WHEN period = 0 THEN orders ELSE 0 END), 0) AS orders "

@@ -22,6 +22,7 @@ from loyalty_core.rules.pricing import Line
 
 from .schemas import OrderIn, PreviewIn
 
+
 def source(store_id: int) -> str:
     return f"store:{store_id}"
 
