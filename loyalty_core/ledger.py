@@ -12,9 +12,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from tortoise import timezone
 from tortoise.exceptions import IntegrityError
 
-from . import sql
+from . import sql, tiers
 from .errors import DuplicateEntry, InsufficientPoints, InsufficientStoredValue, InvariantViolation
 from .models import Account, JournalEntry, Posting
 
@@ -74,6 +75,7 @@ class Entry:
     reason: str | None = None
     ref: str | None = None
     extra: dict = field(default_factory=dict)
+    tally: tiers.Tally | None = None      # what the entry adds to the member's tier figures
 
 
 def check_balanced(legs: list[Leg]) -> None:
@@ -89,52 +91,119 @@ def check_balanced(legs: list[Leg]) -> None:
 
 @dataclass(frozen=True)
 class Posted:
-    """A posted entry: its id, and each moved member account's balance just after the move."""
+    """A posted entry: its id; each moved member account's balance just after the move; every
+    account of the entry's member as the entry left it (``accounts``); and, when the entry carried
+    a tally, the member's tier standing just after it (``standing``)."""
 
     id: int
     balances: dict[tuple[int, str], int]
+    accounts: dict[str, int] = field(default_factory=dict)
+    standing: tiers.Reading | None = None
 
     def balance(self, member_id: int, kind: str) -> int | None:
         return self.balances.get((member_id, kind))
 
 
 async def post(chain_id: int, entry: Entry) -> Posted:
-    """Write ``entry`` and move the member balances it touches. Call inside a transaction."""
+    """Write ``entry``, move the member balances it touches and add its tally to the member's
+    figures. Call inside a transaction. On PostgreSQL this is one statement; on SQLite one per part."""
     legs = [leg for leg in entry.legs if leg.amount]
     check_balanced(legs)
     try:
-        journal = await JournalEntry.create(
-            chain_id=chain_id,
-            key=entry.key,
-            kind=entry.kind,
-            member_id=entry.member_id,
-            channel=entry.channel,
-            actor=entry.actor,
-            reason=entry.reason,
-            ref=entry.ref,
-            occurred_at=entry.occurred_at,
-        )
+        if sql.dialect() == "postgres":
+            return await _post_at_once(chain_id, entry, legs)
+        return await _post_in_parts(chain_id, entry, legs)
     except IntegrityError as error:
         raise DuplicateEntry(entry.key) from error
-    # A fixed order of row locks: two entries touching the same members never deadlock.
-    ordered = sorted(legs, key=lambda leg: (leg.member_id or 0, leg.ledger))
-    postings, balances = [], {}
+
+
+def _shortfall(legs: list[Leg], moved: set[tuple[int, str]]) -> None:
+    """A member leg that moved no account: a guard that held (a spend beyond the balance), or a
+    missing account (a bug)."""
+    for leg in legs:
+        if leg.member_id is not None and (leg.member_id, leg.ledger) not in moved:
+            if leg.guard and leg.amount < 0:
+                raise SHORTFALL.get(leg.ledger, InsufficientPoints)()
+            raise InvariantViolation(f"member {leg.member_id} has no {leg.ledger} account")
+
+
+# Everything an entry writes, in one round trip. Each member account it moves is locked first in
+# id order (the same order for every entry: two entries touching the same accounts never
+# deadlock), then moved once by the sum of its legs, where the guarded debits must be covered by
+# the balance before the entry (its credits do not pay for its own spends); the postings name the moved accounts; the tally is added
+# to the member's month and lifetime figures. The answer: the entry's id, the moved balances,
+# every account of the member (the moved ones as moved), and the tier standing after the tally.
+POST_AT_ONCE = """
+WITH legs AS (
+  SELECT * FROM unnest($11::text[], $12::text[], $13::bigint[], $14::bigint[], $15::boolean[])
+    AS l(ledger, unit, amount, member_id, guarded)
+), sums AS (
+  SELECT member_id, ledger, SUM(amount) AS amount, SUM(CASE WHEN guarded THEN amount ELSE 0 END) AS guarded_debit
+  FROM legs WHERE member_id IS NOT NULL GROUP BY member_id, ledger
+), locked AS (
+  SELECT a.id FROM accounts a JOIN sums s ON a.member_id = s.member_id AND a.kind = s.ledger
+  WHERE a.chain_id = $1 ORDER BY a.id FOR NO KEY UPDATE OF a
+), moved AS (
+  UPDATE accounts a SET balance = a.balance + s.amount FROM sums s, locked k
+  WHERE a.id = k.id AND a.member_id = s.member_id AND a.kind = s.ledger
+    AND (s.guarded_debit = 0 OR a.balance + s.guarded_debit >= 0)
+  RETURNING a.id, a.member_id, a.kind, a.balance
+), entry AS (
+  INSERT INTO journal_entries (chain_id, key, kind, member_id, channel, actor, reason, ref, occurred_at, created_at)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id
+), posted AS (
+  INSERT INTO postings (entry_id, chain_id, account_id, ledger, unit, amount)
+  SELECT entry.id, $1, m.id, l.ledger, l.unit, l.amount
+  FROM entry CROSS JOIN legs l LEFT JOIN moved m ON m.member_id = l.member_id AND m.kind = l.ledger
+){tally}
+SELECT 'entry' AS what, NULL::bigint AS member_id, NULL::text AS kind, id AS value FROM entry
+UNION ALL SELECT 'moved', member_id, kind, balance FROM moved
+UNION ALL SELECT 'account', member_id, kind, balance FROM accounts WHERE chain_id = $1 AND member_id = $4{standing}
+"""
+
+
+async def _post_at_once(chain_id: int, entry: Entry, legs: list[Leg]) -> Posted:
+    params: list = [chain_id, entry.key, entry.kind, entry.member_id, entry.channel, entry.actor, entry.reason,
+                    entry.ref, entry.occurred_at, timezone.now(),
+                    [leg.ledger for leg in legs], [unit_of(leg.ledger) for leg in legs], [leg.amount for leg in legs],
+                    [leg.member_id for leg in legs], [leg.guard and leg.amount < 0 for leg in legs]]
+    tally, standing = "", ""
+    if entry.tally is not None:
+        tally, standing = tiers.tally_sql(entry.tally, first_param=len(params) + 1)
+        params += tiers.tally_params(entry.tally)
+    found = await sql.rows(POST_AT_ONCE.format(tally=tally, standing=standing), *params)
+    moved = {(int(r["member_id"]), r["kind"]): int(r["value"]) for r in found if r["what"] == "moved"}
+    _shortfall(legs, set(moved))
+    accounts = {r["kind"]: int(r["value"]) for r in found if r["what"] == "account"}
+    accounts.update({kind: value for (member_id, kind), value in moved.items() if member_id == entry.member_id})
+    entry_id = next(int(r["value"]) for r in found if r["what"] == "entry")
+    reading = tiers.reading_of(found) if entry.tally is not None else None
+    return Posted(entry_id, moved, accounts, reading)
+
+
+async def _post_in_parts(chain_id: int, entry: Entry, legs: list[Leg]) -> Posted:
+    journal = await JournalEntry.create(
+        chain_id=chain_id, key=entry.key, kind=entry.kind, member_id=entry.member_id, channel=entry.channel,
+        actor=entry.actor, reason=entry.reason, ref=entry.ref, occurred_at=entry.occurred_at,
+    )
+    # A fixed order of row locks: two entries touching the same members never deadlock. An
+    # account's guarded debits go first: the entry's credits do not pay for its own spends.
+    ordered = sorted(legs, key=lambda leg: (leg.member_id or 0, leg.ledger, not (leg.guard and leg.amount < 0)))
+    postings, moved = [], {}
     for leg in ordered:
         account_id = None
         if leg.member_id is not None:
-            account_id, balances[(leg.member_id, leg.ledger)] = await _move(chain_id, leg)
-        postings.append(
-            Posting(
-                entry_id=journal.id,
-                chain_id=chain_id,
-                account_id=account_id,
-                ledger=leg.ledger,
-                unit=unit_of(leg.ledger),
-                amount=leg.amount,
-            )
-        )
+            account_id, moved[(leg.member_id, leg.ledger)] = await _move(chain_id, leg)
+        postings.append(Posting(entry_id=journal.id, chain_id=chain_id, account_id=account_id, ledger=leg.ledger,
+                                unit=unit_of(leg.ledger), amount=leg.amount))
     await Posting.bulk_create(postings)
-    return Posted(journal.id, balances)
+    reading = None
+    if entry.tally is not None and entry.member_id is not None:
+        await tiers.add_figures(chain_id, entry.member_id, entry.tally.period, entry.tally.figures)
+        t = entry.tally
+        reading = await tiers.read_window(chain_id, entry.member_id, t.first, t.last, t.column)
+    accounts = await balances(entry.member_id) if entry.member_id is not None else {}
+    return Posted(journal.id, moved, accounts, reading)
 
 
 MOVE = ("UPDATE accounts SET balance = balance + $4 WHERE chain_id = $1 AND member_id = $2 AND kind = $3{guard} "
@@ -147,9 +216,7 @@ async def _move(chain_id: int, leg: Leg) -> tuple[int, int]:
     rows = await sql.rows(MOVE.format(guard=" AND balance + $4 >= 0" if guarded else ""),
                           chain_id, leg.member_id, leg.ledger, leg.amount)
     if not rows:
-        if guarded:
-            raise SHORTFALL.get(leg.ledger, InsufficientPoints)()
-        raise InvariantViolation(f"member {leg.member_id} has no {leg.ledger} account")
+        _shortfall([leg], set())
     return int(rows[0]["id"]), int(rows[0]["balance"])
 
 

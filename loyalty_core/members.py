@@ -95,10 +95,12 @@ async def _welcome(chain_id: int, member: Member, phone_hash: str, program: Prog
 
 
 async def announce_balance(chain_id: int, member_id: int, entry_id: int, now: datetime,
-                           also: tuple[tuple[str, dict], ...] = ()) -> dict[str, int]:
+                           also: tuple[tuple[str, dict], ...] = (), balances: dict[str, int] | None = None
+                           ) -> dict[str, int]:
     """Tell the outbox a member's balances changed (with the cause's ``also`` events, in the same
-    insert); returns those balances for the caller's answer."""
-    balances = await public_balances(member_id)
+    insert); returns those balances for the caller's answer. ``balances``: the member's accounts as
+    the cause's entry left them (``Posted.accounts``), else read here."""
+    balances = shown_balances(balances) if balances else await public_balances(member_id)
     await emit_all(chain_id, [("balance.changed", {"member_id": member_id, "entry_id": entry_id,
                                                    "balances": balances}), *also], now)
     return balances

@@ -17,8 +17,8 @@ from tortoise.transactions import in_transaction
 
 from . import ledger, points, tiers
 from .errors import (AmountMismatch, CodeUsed, CouponNotUsable, DuplicateEntry, InsufficientPoints,
-                     InsufficientStoredValue, InvalidRedeemPoints, MemberFrozen, OccurredAtOutOfRange,
-                     OrderNotFound)
+                     InsufficientStoredValue, InvalidRedeemPoints, LoyaltyError, MemberFrozen,
+                     OccurredAtOutOfRange, OrderNotFound)
 from .members import announce_balance
 from .models import Member, Order, PendingPoints, Refund
 from .outbox import emit
@@ -73,8 +73,9 @@ def _level(program: Program, member: Member | None) -> Level:
     return program.level(member.tier_code) if member else program.tiers.levels[0]
 
 
-async def quote(chain_id: int, order: OrderInput, program: Program) -> pricing.Quote:
-    """The figures an order would commit; raises what the order would refuse. Changes nothing."""
+async def quote(chain_id: int, order: OrderInput, program: Program, read_points: bool = True) -> pricing.Quote:
+    """The figures an order would commit; raises what the order would refuse. Changes nothing.
+    ``read_points=False``: the caller's ledger entry refuses a redemption beyond the balance itself."""
     member = order.member
     if member is not None and member.frozen:
         raise MemberFrozen("This member is frozen: no earning or spending")
@@ -88,7 +89,7 @@ async def quote(chain_id: int, order: OrderInput, program: Program) -> pricing.Q
                                   order.occurred_at)
     if member is None:
         figures = _guest(figures)
-    elif figures.points_discount:
+    elif figures.points_discount and read_points:
         balance = await points.points_balance(member.id)
         if balance < order.redeem_points:
             raise InsufficientPoints(f"{order.redeem_points} points asked, {max(balance, 0)} available")
@@ -111,17 +112,22 @@ async def placed_before(chain_id: int, source: str, txn_id: str) -> Placed | Non
 
 
 async def place_order(chain_id: int, order: OrderInput, program: Program, now: datetime,
-                      seal: Seal | None = None, looked_up: bool = False) -> Placed:
-    """Commit a sale once per (source, txn_id); a repeat answers the first result. ``looked_up``:
-    the caller has just asked ``placed_before`` itself (a till does, before resolving the member
-    code), so the look-up is not repeated; a twin committing meanwhile still answers as one."""
-    if not looked_up and (first := await placed_before(chain_id, order.source, order.txn_id)) is not None:
-        return first
-    figures = await quote(chain_id, order, program)
-    paid = sum(p.amount for p in order.payments)
-    if paid != figures.payable:
-        raise AmountMismatch(f"Payments add up to {paid} fen; the payable amount is {figures.payable} fen",
-                             payable=figures.payable)
+                      seal: Seal | None = None) -> Placed:
+    """Commit a sale once per (source, txn_id); a repeat answers the first result.
+
+    The order row is the transaction's first write: a twin committing meanwhile waits on its
+    unique key and then answers as the first. A resend refused before the transaction (its
+    member's tier, or its code, has changed since) still answers the first result."""
+    try:
+        figures = await quote(chain_id, order, program, read_points=False)
+        paid = sum(p.amount for p in order.payments)
+        if paid != figures.payable:
+            raise AmountMismatch(f"Payments add up to {paid} fen; the payable amount is {figures.payable} fen",
+                                 payable=figures.payable)
+    except LoyaltyError:
+        if (first := await placed_before(chain_id, order.source, order.txn_id)) is not None:
+            return first
+        raise
     try:
         async with in_transaction():
             row = await _record(chain_id, order, figures, program, now)
@@ -181,16 +187,13 @@ async def _apply(chain_id: int, order: OrderInput, figures: pricing.Quote, progr
         principal, bonus = await _split_stored_value(member.id, order.payments)
         pending_until = _pending_until(program, order.occurred_at)
         legs = _order_legs(member.id, row.points_redeemed, figures, principal, bonus, pending_until is not None)
-        entry = await ledger.post(chain_id, ledger.Entry(
-            key=f"order:{order.source}:{order.txn_id}", kind="order", member_id=member.id, channel=order.channel,
-            ref=f"order:{row.id}", occurred_at=order.occurred_at, legs=legs))
+        entry = await _post_order(chain_id, order, row, legs, tiers.tally(program, row.period, tiers.Figures(
+            growth=figures.growth_to_earn, points_earned=figures.points_to_earn, spend=figures.payable, orders=1), now))
         await _move_points(chain_id, member.id, entry, row, figures.points_to_earn, pending_until, program, now)
         row.stored_value_principal, row.stored_value_bonus = principal, bonus
-        await tiers.add_figures(chain_id, member.id, row.period, tiers.Figures(
-            growth=figures.growth_to_earn, points_earned=figures.points_to_earn, spend=figures.payable, orders=1))
-        tier = await tiers.raise_tier(member, program, now)
+        tier = await tiers.raise_tier(member, program, now, entry.standing)
         row.tier_after = member.tier_code if tier["changed"] else None
-        balances = await announce_balance(chain_id, member.id, entry.id, now, also=(created,))
+        balances = await announce_balance(chain_id, member.id, entry.id, now, also=(created,), balances=entry.accounts)
     else:
         await emit(chain_id, *created, now)
     result = {
@@ -206,6 +209,17 @@ async def _apply(chain_id: int, order: OrderInput, figures: pricing.Quote, progr
     row.result = result
     await row.save(update_fields=["result", "stored_value_principal", "stored_value_bonus", "tier_after"])
     return result
+
+
+async def _post_order(chain_id: int, order: OrderInput, row: Order, legs: list[ledger.Leg],
+                      tally: tiers.Tally) -> ledger.Posted:
+    try:
+        return await ledger.post(chain_id, ledger.Entry(
+            key=f"order:{order.source}:{order.txn_id}", kind="order", member_id=row.member_id, channel=order.channel,
+            ref=f"order:{row.id}", occurred_at=order.occurred_at, legs=legs, tally=tally))
+    except InsufficientPoints:
+        available = await points.points_balance(row.member_id)
+        raise InsufficientPoints(f"{row.points_redeemed} points asked, {max(available, 0)} available") from None
 
 
 def _pending_until(program: Program, occurred_at: datetime) -> datetime | None:

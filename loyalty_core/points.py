@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from tortoise.expressions import F
 
+from . import sql
 from .ledger import Posted
 from .models import Account, PointsLot
 from .program import Program
@@ -41,12 +42,33 @@ async def take_from_lots(member_id: int, amount: int, order_first: int | None = 
     """Draw ``amount`` from the lots expiring first; returns what the lots could give.
 
     A refund's claw-back names its order (``order_first``): the lots that order made are drawn
-    first, so that taking back its points never leaves the member later-expiring ones."""
+    first, so that taking back its points never leaves the member later-expiring ones. The
+    caller holds the points account's row lock (it posted the entry first), so no other change
+    to these lots runs meanwhile. On PostgreSQL this is one statement."""
+    if amount <= 0:
+        return 0
+    if sql.dialect() == "postgres":
+        taken = await sql.rows(DRAW, member_id, order_first, amount)
+        return sum(int(row["taken"]) for row in taken)
     lots = await PointsLot.filter(member_id=member_id, remaining__gt=0).order_by("id")
-    views = [LotView(lot.id, int(lot.remaining), lot.expires_at, lot.order_id == order_first)
+    views = [LotView(lot.id, int(lot.remaining), lot.expires_at, order_first is not None and lot.order_id == order_first)
              for lot in lots]
     total = 0
     for lot_id, take in draw(views, amount):
         await PointsLot.filter(id=lot_id).update(remaining=F("remaining") - take)
         total += take
     return total
+
+
+# rules.lots.draw_order in SQL: the refunded order's lots, then the soonest to expire, never-expiring
+# last; each lot gives what is left of the amount after the lots before it ("before": their sum).
+DRAW = """
+WITH open AS (
+  SELECT id, remaining, SUM(remaining) OVER (
+    ORDER BY COALESCE(order_id = $2::bigint, false) DESC, expires_at IS NULL, expires_at, id) - remaining AS before
+  FROM points_lots WHERE member_id = $1 AND remaining > 0
+)
+UPDATE points_lots l SET remaining = l.remaining - LEAST(o.remaining, $3::bigint - o.before)
+FROM open o WHERE l.id = o.id AND o.before < $3::bigint
+RETURNING LEAST(o.remaining, $3::bigint - o.before) AS taken
+"""

@@ -18,6 +18,11 @@ def _connection():
     return connections.get("default")
 
 
+def dialect() -> str:
+    """``postgres`` or ``sqlite``: where a hot path writes one statement or several."""
+    return _connection().capabilities.dialect
+
+
 def _dialect_sql(connection, sql: str) -> str:
     if connection.capabilities.dialect == "postgres":
         return sql

@@ -59,23 +59,30 @@ def window(program: Program, now: datetime) -> tuple[int, int]:
     return (index // 12) * 100 + index % 12 + 1, last
 
 
-UPSERT = """
-INSERT INTO member_figures (chain_id, member_id, period, growth, points_earned, spend, stored_value, orders)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8), ($1, $2, 0, $4, $5, $6, $7, $8)
-ON CONFLICT (chain_id, member_id, period) DO UPDATE SET
-  growth = member_figures.growth + excluded.growth,
-  points_earned = member_figures.points_earned + excluded.points_earned,
-  spend = member_figures.spend + excluded.spend,
-  stored_value = member_figures.stored_value + excluded.stored_value,
-  orders = member_figures.orders + excluded.orders
-"""
+FIGURES = ("growth", "points_earned", "spend", "stored_value", "orders")
+
+
+def _upsert(chain: str, member: str, first: int) -> str:
+    """Add figures (parameters ``$first`` = period, then FIGURES in order) to a month's row and the
+    lifetime row, in one statement."""
+    values = ", ".join(f"${first + 1 + i}" for i in range(len(FIGURES)))
+    return (f"INSERT INTO member_figures (chain_id, member_id, period, {', '.join(FIGURES)}) "
+            f"VALUES ({chain}, {member}, ${first}, {values}), ({chain}, {member}, 0, {values}) "
+            "ON CONFLICT (chain_id, member_id, period) DO UPDATE SET "
+            + ", ".join(f"{name} = member_figures.{name} + excluded.{name}" for name in FIGURES))
+
+
+UPSERT = _upsert("$1", "$2", 3)
+
+
+def _figures_params(figures: Figures) -> list[int]:
+    return [getattr(figures, name) for name in FIGURES]
 
 
 async def add_figures(chain_id: int, member_id: int, period: int, figures: Figures) -> None:
     """Add ``figures`` to the member's month and lifetime rows (one statement). Call inside the
     transaction that posts the cause, after its account rows are locked."""
-    await sql.execute(UPSERT, chain_id, member_id, period, figures.growth, figures.points_earned, figures.spend,
-                      figures.stored_value, figures.orders)
+    await sql.execute(UPSERT, chain_id, member_id, period, *_figures_params(figures))
 
 
 @dataclass(frozen=True)
@@ -84,10 +91,55 @@ class Reading:
     lifetime_orders: int
 
 
+@dataclass(frozen=True)
+class Tally:
+    """What a journal entry adds to its member's figures, and the tier window to read back after:
+    the ledger writes both in the entry's own statement (``ledger.Entry.tally``)."""
+
+    period: int
+    figures: Figures
+    first: int
+    last: int
+    column: str
+
+
+def tally(program: Program, period: int, figures: Figures, now: datetime) -> Tally:
+    first, last = window(program, now)
+    return Tally(period, figures, first, last, metric_column(program))
+
+
+def tally_sql(t: Tally, first_param: int) -> tuple[str, str]:
+    """The parts of the ledger's one statement that add a tally (a CTE, after the entry's) and read
+    the standing back (rows of its answer). The window's rows other than the tally's month are
+    read as they were; the tally's month and the lifetime row as the upsert left them."""
+    period, first, last = f"${first_param}", f"${first_param + 6}", f"${first_param + 7}"
+    cte = (f", figured AS ({_upsert('$1', '$4', first_param)} RETURNING period, {t.column} AS metric, orders)\n")
+    rows = (f"\nUNION ALL SELECT 'window', NULL, NULL, COALESCE(SUM({t.column}), 0) FROM member_figures "
+            f"WHERE chain_id = $1 AND member_id = $4 AND period BETWEEN {first} AND {last} AND period <> {period}"
+            f"\nUNION ALL SELECT 'window', NULL, NULL, metric FROM figured "
+            f"WHERE period = {period} AND period BETWEEN {first} AND {last}"
+            "\nUNION ALL SELECT 'orders', NULL, NULL, orders FROM figured WHERE period = 0")
+    return cte, rows
+
+
+def tally_params(t: Tally) -> list[int]:
+    return [t.period, *_figures_params(t.figures), t.first, t.last]
+
+
+def reading_of(found: list[dict]) -> Reading:
+    """The standing from the ledger statement's answer rows (see ``tally_sql``)."""
+    metric = sum(int(r["value"]) for r in found if r["what"] == "window")
+    orders = sum(int(r["value"]) for r in found if r["what"] == "orders")
+    return Reading(metric, orders)
+
+
 async def read(chain_id: int, member_id: int, program: Program, now: datetime) -> Reading:
     """The window's metric and the lifetime orders count, in one query over a bounded set of rows."""
     first, last = window(program, now)
-    column = metric_column(program)
+    return await read_window(chain_id, member_id, first, last, metric_column(program))
+
+
+async def read_window(chain_id: int, member_id: int, first: int, last: int, column: str) -> Reading:
     found = await sql.rows(
         f"SELECT COALESCE(SUM(CASE WHEN period > 0 THEN {column} ELSE 0 END), 0) AS metric, "
         "COALESCE(SUM(CASE WHEN period = 0 THEN orders ELSE 0 END), 0) AS orders "
@@ -129,10 +181,13 @@ def tier_answer(level: Level, changed: bool) -> dict:
     return {"code": level.code, "name": level.name, "changed": changed}
 
 
-async def raise_tier(member: Member, program: Program, now: datetime) -> dict:
-    """Reaching a threshold upgrades at once, never down (``evaluate_tiers`` lowers after retention)."""
+async def raise_tier(member: Member, program: Program, now: datetime, reading: Reading | None = None) -> dict:
+    """Reaching a threshold upgrades at once, never down (``evaluate_tiers`` lowers after retention).
+    ``reading``: the standing the cause's ledger entry read back with its tally (else read here)."""
     current = program.level(member.tier_code)
-    target = earned_level(program, await read(member.chain_id, member.id, program, now))
+    if reading is None:
+        reading = await read(member.chain_id, member.id, program, now)
+    target = earned_level(program, reading)
     if target.threshold <= current.threshold:
         return tier_answer(current, False)
     await _move_tier(member, current, target, now, "upgrade")

@@ -77,13 +77,16 @@ def _placed(placed: orders.Placed) -> Reply:
 
 async def _place(call: Call, body: OrderIn, store_id: int, program, offline: bool = False,
                  seal=None) -> orders.Placed:
-    # A resend is a duplicate whatever its member code has become since (expired, forgotten).
-    if (first := await orders.placed_before(call.chain_id, pos_orders.source(store_id), body.txn_id)) is not None:
-        return first
     now = call.services.clock.now()
-    order = await pos_orders.to_core(body, store_id, call.chain_id, call.services.cache, call.services.vault, now,
-                                     offline=offline)
-    return await orders.place_order(call.chain_id, order, program, now, seal=seal, looked_up=True)
+    try:
+        order = await pos_orders.to_core(body, store_id, call.chain_id, call.services.cache, call.services.vault,
+                                         now, offline=offline)
+    except LoyaltyError:
+        # A resend is a duplicate whatever its member code has become since (expired, forgotten).
+        if (first := await orders.placed_before(call.chain_id, pos_orders.source(store_id), body.txn_id)) is not None:
+            return first
+        raise
+    return await orders.place_order(call.chain_id, order, program, now, seal=seal)
 
 
 @API.route("POST", "/v1/pos/orders/batch", auth="terminal", summary="Upload sales kept while offline", tag="pos",
