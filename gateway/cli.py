@@ -16,6 +16,7 @@ from .settings import Settings, SettingsError
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    use_uvloop()
     try:
         settings = Settings.from_env()
         configure(settings.log_level)
@@ -23,6 +24,16 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as error:
         print(f"loyalty: {error}", file=sys.stderr)
         return 2
+
+
+def use_uvloop() -> None:
+    """Every command's event loop is uvloop's where it is installed (Linux, macOS): the same
+    asyncio API, a faster loop and transports."""
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 def parser() -> argparse.ArgumentParser:
