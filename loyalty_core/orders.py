@@ -278,26 +278,32 @@ class RefundInput:
 
 async def refund_order(chain_id: int, refund: RefundInput, program: Program, now: datetime,
                        seal: Seal | None = None) -> Placed:
-    """Take back, pro rata, what an order gave and return what it took; once per refund_id."""
-    order = await find_order(chain_id, refund.source, refund.txn_id)
-    if order is None:
-        raise OrderNotFound(f"No order {refund.txn_id!r} at this store")
-    done = await Refund.get_or_none(order_id=order.id, refund_id=refund.refund_id)
-    if done is not None:
-        return Placed({**done.result, "duplicate": True}, True)
+    """Take back, pro rata, what an order gave and return what it took; once per refund_id.
+
+    The order row is locked first; a resend (its refund row, or its journal entry, already
+    there) rolls back and answers the first result, as does one refused meanwhile (the first
+    refund took what was left)."""
     try:
         async with in_transaction():
             # NO KEY: a lot or pending row that names this order (a vest running now) may still
             # take its foreign-key share lock, or the two would deadlock
-            order = await Order.select_for_update(no_key=True).get(id=order.id)
+            order = await Order.select_for_update(no_key=True).get_or_none(
+                chain_id=chain_id, source=refund.source, txn_id=refund.txn_id)
+            if order is None:
+                raise OrderNotFound(f"No order {refund.txn_id!r} at this store")
             placed = Placed(await _apply_refund(chain_id, order, refund, program, now), False)
             await seal_with(seal, placed)
-    except (IntegrityError, DuplicateEntry):
-        done = await Refund.get_or_none(order_id=order.id, refund_id=refund.refund_id)
-        if done is None:
+    except (IntegrityError, DuplicateEntry, LoyaltyError):
+        if (first := await _refunded_before(chain_id, refund)) is None:
             raise
-        return Placed({**done.result, "duplicate": True}, True)
+        return first
     return placed
+
+
+async def _refunded_before(chain_id: int, refund: RefundInput) -> Placed | None:
+    done = await Refund.get_or_none(chain_id=chain_id, order__source=refund.source, order__txn_id=refund.txn_id,
+                                    refund_id=refund.refund_id)
+    return Placed({**done.result, "duplicate": True}, True) if done is not None else None
 
 
 def _figures(order: Order) -> pricing.OrderFigures:
@@ -333,11 +339,12 @@ async def _apply_refund(chain_id: int, order: Order, refund: RefundInput, progra
     if order.member_id is None:
         await emit(chain_id, *refunded, now)
     else:
-        from_pending = await _pending_of(order, share.points_reversed)
-        entry = await _post_refund(chain_id, order, refund, share, from_pending, now)
+        from_pending = await _pending_of(order, share.points_reversed) if order.result.get("points_pending_until") else 0
+        entry = await _post_refund(chain_id, order, refund, share, from_pending, program, now)
         await _refund_points(chain_id, order, entry, share, from_pending, program, now)
-        tier = await _refund_tier(chain_id, order, share, program, now)
-        balances = await announce_balance(chain_id, order.member_id, entry.id, now, also=(refunded,))
+        tier = await _refund_tier(chain_id, order, entry, program, now)
+        balances = await announce_balance(chain_id, order.member_id, entry.id, now, also=(refunded,),
+                                          balances=entry.accounts)
     _remember_refund(order, figures, share, refunded_qty)
     await order.save(update_fields=["refunded_amount", "refund_state", "lines"])
     result = {"refund_id": refund.refund_id, "order_id": order.id, "txn_id": order.txn_id, "amount": share.amount,
@@ -350,7 +357,9 @@ async def _apply_refund(chain_id: int, order: Order, refund: RefundInput, progra
 
 
 async def _post_refund(chain_id: int, order: Order, refund: RefundInput, share: pricing.RefundShare,
-                       from_pending: int, now: datetime):
+                       from_pending: int, program: Program, now: datetime) -> ledger.Posted:
+    """The refund's entry; it takes the refunded part out of the figures of the order's month (a
+    wholly refunded order no longer counts as a purchase)."""
     member_id = order.member_id
     from_available = share.points_reversed - from_pending
     legs = [
@@ -364,20 +373,16 @@ async def _post_refund(chain_id: int, order: Order, refund: RefundInput, share: 
     ]
     return await ledger.post(chain_id, ledger.Entry(
         key=f"refund:{order.id}:{refund.refund_id}", kind="refund", member_id=member_id, channel=order.channel,
-        ref=f"order:{order.id}", occurred_at=now, legs=legs))
+        ref=f"order:{order.id}", occurred_at=now, legs=legs, tally=tiers.tally(program, order.period, tiers.Figures(
+            growth=-share.growth_reversed, points_earned=-share.points_reversed, spend=-share.amount,
+            orders=-1 if share.ratio == 1 else 0), now)))
 
 
-async def _refund_tier(chain_id: int, order: Order, share: pricing.RefundShare, program: Program,
-                       now: datetime) -> dict:
-    """Take the refunded part out of the figures of the order's month (a wholly refunded order no
-    longer counts as a purchase), then return the member to the tier they had before the order
-    if the figures no longer reach the level it lifted them to."""
-    whole = share.ratio == 1
-    await tiers.add_figures(chain_id, order.member_id, order.period, tiers.Figures(
-        growth=-share.growth_reversed, points_earned=-share.points_reversed, spend=-share.amount,
-        orders=-1 if whole else 0))
+async def _refund_tier(chain_id: int, order: Order, entry: ledger.Posted, program: Program, now: datetime) -> dict:
+    """Return the member to the tier they had before the order if the figures, as the refund's
+    entry left them, no longer reach the level the order lifted them to."""
     member = await Member.get(id=order.member_id)
-    return await tiers.settle_after_refund(member, program, order.tier_after, order.tier_before, now)
+    return await tiers.settle_after_refund(member, program, order.tier_after, order.tier_before, now, entry.standing)
 
 
 async def _pending_of(order: Order, wanted: int) -> int:

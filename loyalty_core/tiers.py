@@ -195,14 +195,14 @@ async def raise_tier(member: Member, program: Program, now: datetime, reading: R
 
 
 async def settle_after_refund(member: Member, program: Program, lifted_to: str | None, before: str | None,
-                              now: datetime) -> dict:
+                              now: datetime, reading: Reading | None = None) -> dict:
     """A refund that takes the figures back below the level its order reached returns the member
     to the tier they had before that order (or to what the figures still earn, if higher). Only
     while that order's level is still the member's tier: a later upgrade stands on its own."""
     current = program.level(member.tier_code)
     if lifted_to is None or member.tier_code != lifted_to:
         return tier_answer(current, False)
-    earned = earned_level(program, await read(member.chain_id, member.id, program, now))
+    earned = earned_level(program, reading or await read(member.chain_id, member.id, program, now))
     if earned.threshold >= current.threshold:
         return tier_answer(current, False)
     target = higher(program, earned, program.level(before or program.tiers.levels[0].code))
