@@ -1,5 +1,7 @@
+"""``python -m bench``: the POS-mix bench (bench/mix.py). The in-process one: ``python -m bench.inprocess``."""
 import sys
 
-from .run import main
+from .mix import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,4 +1,6 @@
-"""The HTTP bench: the gateway in-process on a throwaway database, seven scenarios, one table.
+"""The in-process bench: the gateway in-process on a throwaway database, seven scenarios, one table.
+
+``python -m bench.inprocess`` or ``make bench-inprocess``.
 
 Each scenario sends a fixed number of requests at a fixed concurrency after a short warm-up:
 
@@ -353,7 +355,7 @@ def bounded(low: int, high: int):
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    top = argparse.ArgumentParser(prog="python -m bench.inprocess", description=__doc__.split("\n")[0])
     top.add_argument("--database-url", help="postgres://... of an existing, throwaway database "
                                             "(default: a temporary SQLite file)")
     top.add_argument("--requests", type=bounded(1, 10_000), default=300, help="per scenario (default 300)")
@@ -370,3 +372,9 @@ def main(argv: list[str] | None = None) -> int:
     for line in asyncio.run(bench(args.database_url, args.requests, args.concurrency, args.warmup)):
         print(line)
     return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
