@@ -287,7 +287,7 @@ class MemberWriter:
                 async with in_transaction():
                     alone = await self._write([row], utc(now))
             except IntegrityError as error:
-                alone = BatchOutcome(problems=[RowProblem(row.line, "rejected", "(row)", _refusal(error))])
+                alone = BatchOutcome(problems=[RowProblem(row.line, "rejected", *_refusal(error))])
             outcome.imported += alone.imported
             outcome.welcomed += alone.welcomed
             outcome.problems += alone.problems
@@ -359,12 +359,11 @@ class MemberWriter:
         return found
 
     async def _taken_cards(self, cards: list[str]) -> set[str]:
+        """The members' card numbers among ``cards`` (a card identity without a member's card_no,
+        as registration, is left to the unique constraint: that row alone is then refused)."""
         if not cards:
             return set()
-        on_members = await self._present("SELECT card_no AS v FROM members WHERE chain_id = $1 AND card_no IN", cards)
-        on_identities = await self._present("SELECT external_id AS v FROM identities WHERE chain_id = $1 "
-                                            "AND channel = 'card' AND external_id IN", cards)
-        return on_members | on_identities
+        return await self._present("SELECT card_no AS v FROM members WHERE chain_id = $1 AND card_no IN", cards)
 
     async def _new_cards(self, count: int) -> list[str]:
         """``count`` card numbers as registration makes them ("9" and 11 digits), none in use."""
@@ -479,9 +478,12 @@ def _dialect() -> str:
     return connections.get("default").capabilities.dialect
 
 
-def _refusal(error: IntegrityError) -> str:
-    first = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return f"refused by the database (a card number, phone or entry that exists already): {first}"[:300]
+def _refusal(error: IntegrityError) -> tuple[str, str]:
+    """The field and reason of a row the database refused on its own."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if "identities" in text:
+        return "card_no", "is the card number of another identity in this chain"
+    return "(row)", f"refused by the database: {text}"[:300]
 
 
 # PostgreSQL types of the columns the import writes: there a table's rows go in as one array per column.
@@ -754,12 +756,12 @@ class _Run:
         line = first_line
         try:
             for fields in records:
-                line = first_line + records.line_num
+                start, line = line + 1, first_line + records.line_num  # a quoted newline makes a row span lines
                 if fields:
                     try:
-                        rows.append(reader.read(line, fields))
+                        rows.append(reader.read(start, fields))
                     except BadRow as bad:
-                        problems.append(RowProblem(line, "rejected", bad.field, bad.reason))
+                        problems.append(RowProblem(start, "rejected", bad.field, bad.reason))
                 if (len(rows) + len(problems)) % 100 == 0:
                     await asyncio.sleep(0)  # let the batches being written send their next statement
                 if len(rows) + len(problems) >= batch_size:
