@@ -1,4 +1,5 @@
-"""``loyalty``: serve, worker, migrate, chain create, demo, verify (and pos-curl for trying the POS API)."""
+"""``loyalty``: serve, worker, migrate, chain create, import members, demo, verify (and pos-curl for trying the
+POS API)."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +7,8 @@ import asyncio
 import json
 import signal
 import sys
+import time
+from pathlib import Path
 
 from aiohttp import web
 
@@ -58,6 +61,7 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("name")
     create.add_argument("--timezone", default="Asia/Shanghai")
     create.set_defaults(run=cmd_chain_create)
+    _import_parser(sub)
     demo = sub.add_parser("demo", help="migrate, seed the demo chain, print its keys, serve (with the worker's "
                                        "loop in the same process)")
     demo.add_argument("--host", default="127.0.0.1")
@@ -197,6 +201,131 @@ def cmd_pos_curl(settings: Settings, args) -> int:
         return 2
     print(demo.signed_curl(seeded, args.method, args.path, args.body, args.url))
     return 0
+
+
+def _import_parser(sub) -> None:
+    imports = sub.add_parser("import", help="bulk imports").add_subparsers(required=True, metavar="WHAT")
+    members = imports.add_parser("members", help="import a chain's members from a CSV file (docs/import.md)")
+    members.add_argument("file", type=Path, metavar="FILE.csv")
+    members.add_argument("--chain", type=int, required=True, metavar="CHAIN_ID")
+    members.add_argument("--checkpoint", type=Path, metavar="PATH", help="default: FILE.csv.checkpoint")
+    members.add_argument("--report", type=Path, metavar="PATH",
+                         help="rows not imported, by line (default: FILE.csv.report.csv)")
+    members.add_argument("--batch-size", type=int, default=1000, metavar="N", help="rows per transaction (1000)")
+    members.add_argument("--parallel", type=int, default=2, metavar="N",
+                         help="batches written at once, each on its own database connection (2)")
+    members.add_argument("--no-welcome", action="store_true", help="no welcome points for the imported members")
+    members.add_argument("--encoding", default="utf-8-sig", help="the file's encoding (default UTF-8, with or "
+                                                                  "without a BOM; gb18030 for a Chinese Excel export)")
+    members.set_defaults(run=cmd_import_members)
+
+
+def cmd_import_members(settings: Settings, args) -> int:
+    """Exit 0: every row imported or skipped as a member already; 1: some rows rejected (see the
+    report); 2: nothing done (settings, chain, file, header or checkpoint refused); 3: stopped
+    before the end (interrupted, database gone): the same command goes on from the checkpoint."""
+    import codecs
+
+    from loyalty_core.clock import Clock
+    from loyalty_core.crypto import Vault
+    from loyalty_core.imports import ImportOptions, ImportRefused, import_file
+
+    vault = Vault(settings.require_secret())
+    if not args.file.is_file():
+        print(f"loyalty: no file {args.file}", file=sys.stderr)
+        return 2
+    try:
+        codecs.lookup(args.encoding)
+    except LookupError:
+        print(f"loyalty: unknown encoding {args.encoding!r}", file=sys.stderr)
+        return 2
+    options = ImportOptions(checkpoint=args.checkpoint, report=args.report, batch_size=args.batch_size,
+                            parallel=args.parallel, welcome=not args.no_welcome, encoding=args.encoding)
+    bar = ProgressBar(sys.stderr)
+
+    async def run():
+        await db.open_database(settings.database_url)
+        try:
+            return await import_file(args.chain, args.file, vault, Clock(), options, bar.show)
+        finally:
+            await db.close_database()
+
+    try:
+        summary = asyncio.run(run())
+    except ImportRefused as refused:
+        print(f"loyalty: {refused.detail}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        bar.end()
+        print("loyalty: interrupted; run the same command again to go on after the last committed batch",
+              file=sys.stderr)
+        return 3
+    except Exception as error:
+        bar.end()
+        print(f"loyalty: import stopped: {type(error).__name__}: {error}"[:500], file=sys.stderr)
+        print("loyalty: run the same command again to go on after the last committed batch", file=sys.stderr)
+        return 3
+    bar.end()
+    print(import_summary(summary))
+    return 1 if summary.counts.rejected else 0
+
+
+def import_summary(summary) -> str:
+    counts, run = summary.counts, summary.run
+    if summary.already_done:
+        head = [f"{summary.file}: imported already (checkpoint {summary.checkpoint}); delete the checkpoint to "
+                "import it again"]
+    else:
+        rate = (summary.last_line - summary.first_line) / summary.seconds if summary.seconds else 0.0
+        head = [f"{summary.file}: lines {summary.first_line + 1}-{summary.last_line} read in {summary.seconds:.1f} s "
+                f"({rate:,.0f} rows/s)" + (", resumed from the checkpoint" if summary.resumed else "")]
+    this_run = f" ({run.imported:,} in this run)" if summary.resumed else ""
+    return "\n".join(head + [
+        f"imported:                 {counts.imported:,}{this_run}",
+        f"skipped (members already): {counts.skipped:,}",
+        f"rejected (bad rows):      {counts.rejected:,}",
+        f"welcome points given to:  {counts.welcomed:,}",
+        f"report of rows not imported: {summary.report}",
+    ])
+
+
+class ProgressBar:
+    """Rows done of the file's lines, rate and ETA on stderr: redrawn in place on a terminal, a
+    line every 10 s otherwise (a log file, CI)."""
+
+    def __init__(self, stream, every: float = 10.0) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.every = every if not self.tty else 0.2
+        self.last = 0.0
+        self.drawn = False
+
+    def show(self, progress) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every and progress.line < progress.total:
+            return
+        self.last = now
+        total = max(progress.total - 1, progress.done, 1)
+        share = progress.done / total
+        rate = progress.rate
+        eta = (total - progress.done) / rate if rate else 0
+        filled = int(share * 30)
+        text = (f"[{'#' * filled}{'-' * (30 - filled)}] {progress.done:,}/{total:,} rows {share:6.1%} "
+                f"{rate:,.0f} rows/s ETA {int(eta) // 60}m{int(eta) % 60:02d}s  "
+                f"imported {progress.counts.imported:,} skipped {progress.counts.skipped:,} "
+                f"rejected {progress.counts.rejected:,}")
+        if self.tty:
+            self.stream.write("\r" + text + "\x1b[K")
+            self.drawn = True
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def end(self) -> None:
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.drawn = False
 
 
 if __name__ == "__main__":
