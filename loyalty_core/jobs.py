@@ -1,19 +1,21 @@
 """Scheduled jobs that move points with time. Each is safe to run twice, or in two processes at
-once: every unit of work posts under its own cause key (``vest:<pending id>``, ``expire:<lot id>``)
-and re-reads its row under lock before acting."""
+once: every unit of work re-reads its rows under lock before acting and posts under a cause key
+(``vest:<pending id>``; ``expire:<member id>:<highest lot id>``) that a second run of it collides on."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 
+from tortoise.connection import connections
 from tortoise.transactions import in_transaction
 
-from . import ledger, points
+from . import ledger, points, sql
 from .chains import get_program
 from .clock import utc
-from .errors import DuplicateEntry, UnknownJob
-from .members import announce_balance
+from .errors import DuplicateEntry, InsufficientPoints, UnknownJob
+from .members import announce_balance, shown_balances
 from .models import Account, PendingPoints, PointsLot
+from .outbox import emit_all
 
 
 @dataclass(frozen=True)
@@ -60,36 +62,97 @@ async def _vest_one(chain_id: int, pending_id: int, program, now: datetime) -> i
         return None
 
 
+EXPIRY_SCAN = 1000  # due lots read per step, in id order
+EXPIRY_MEMBERS = 100  # members per transaction: their points accounts stay locked only that long
+
+
 async def expire_points(chain_id: int, now: datetime) -> JobReport:
-    """What is left of every lot whose expiry has passed is removed, one journal entry per lot."""
-    due = await PointsLot.filter(chain_id=chain_id, remaining__gt=0, expires_at__lte=utc(now)).values_list("id", flat=True)
-    done = total = 0
-    for lot_id in due:
-        amount = await _expire_one(chain_id, lot_id, now)
-        if amount:
-            done, total = done + 1, total + amount
+    """What is left of every lot whose expiry has passed is removed: one journal entry per member
+    for the sum of their expired lots, and one balance announcement.
+
+    Due lots are read in steps of ``EXPIRY_SCAN`` by id; their members are expired in small groups,
+    one short transaction each. ``processed`` counts the lots expired, ``points`` their points."""
+    due = utc(now)
+    after = done = total = 0
+    while True:
+        lots = await PointsLot.filter(chain_id=chain_id, remaining__gt=0, expires_at__lte=due, id__gt=after
+                                      ).order_by("id").limit(EXPIRY_SCAN).values_list("id", "member_id")
+        if not lots:
+            break
+        after = lots[-1][0]
+        members = sorted({member_id for _, member_id in lots})
+        for start in range(0, len(members), EXPIRY_MEMBERS):
+            lots_expired, points_expired = await _expire_members(chain_id, members[start:start + EXPIRY_MEMBERS],
+                                                                 due, now)
+            done, total = done + lots_expired, total + points_expired
     return JobReport("expire_points", done, total)
 
 
-async def _expire_one(chain_id: int, lot_id: int, now: datetime) -> int:
+async def _expire_members(chain_id: int, member_ids: list[int], due: datetime, now: datetime) -> tuple[int, int]:
+    """One transaction for the group; should one member's entry fail, each member alone."""
     try:
         async with in_transaction():
-            lot = await PointsLot.get(id=lot_id)
-            # The points account row is the member's lock for everything that touches lots.
-            await Account.select_for_update().get(member_id=lot.member_id, kind="points")
-            lot = await PointsLot.get(id=lot_id)
-            amount = int(lot.remaining)
-            if amount <= 0:
-                return 0
-            entry = await ledger.post(chain_id, ledger.Entry(
-                key=f"expire:{lot.id}", kind="expiry", member_id=lot.member_id, channel="job",
-                reason=f"lot {lot.id} expired at {lot.expires_at.isoformat()}", occurred_at=lot.expires_at,
-                legs=[ledger.Leg("points", -amount, lot.member_id, guard=True), ledger.Leg("points_expired", amount)]))
-            await PointsLot.filter(id=lot.id).update(remaining=0)
-            await announce_balance(chain_id, lot.member_id, entry.id, now)
-            return amount
-    except DuplicateEntry:
-        return 0
+            return await _expire_locked(chain_id, member_ids, due, now)
+    except (DuplicateEntry, InsufficientPoints):
+        if len(member_ids) == 1:
+            raise
+    done = total = 0
+    for member_id in member_ids:
+        try:
+            async with in_transaction():
+                lots_expired, points_expired = await _expire_locked(chain_id, [member_id], due, now)
+        except DuplicateEntry:  # another run expired these very lots: nothing left to do here
+            continue
+        done, total = done + lots_expired, total + points_expired
+    return done, total
+
+
+async def _expire_locked(chain_id: int, member_ids: list[int], due: datetime, now: datetime) -> tuple[int, int]:
+    # The points account row is the member's lock for everything that touches lots: taken in
+    # member order (as every path that locks several members does), then the lots are read again.
+    # Before it, the member rows' key-share lock that the journal entry's foreign key takes anyway:
+    # taken first, as an order or an adjustment (which locks the member row) takes it, so that an
+    # adjustment waiting for a points account never holds a member row this job waits for.
+    if connections.get("default").capabilities.dialect == "postgres":
+        marks = ", ".join(f"${i + 1}" for i in range(len(member_ids)))
+        await sql.rows(f"SELECT id FROM members WHERE id IN ({marks}) ORDER BY id FOR KEY SHARE", *member_ids)
+    await Account.select_for_update().filter(chain_id=chain_id, member_id__in=member_ids, kind="points"
+                                             ).order_by("member_id")
+    lots = await PointsLot.filter(chain_id=chain_id, member_id__in=member_ids, remaining__gt=0, expires_at__lte=due
+                                  ).order_by("member_id", "id").values("id", "member_id", "remaining", "expires_at")
+    by_member: dict[int, list[dict]] = {}
+    for lot in lots:
+        by_member.setdefault(lot["member_id"], []).append(lot)
+    entries: dict[int, int] = {}
+    for member_id, expired in by_member.items():
+        amount = sum(int(lot["remaining"]) for lot in expired)
+        last = max(lot["expires_at"] for lot in expired)
+        # The key names the member and the highest lot id of the entry: two entries never expire the
+        # same lot (a lot emptied stays empty), so two entries of one member never share it, and two
+        # runs that read the same lots collide on it instead of posting twice.
+        entry = await ledger.post(chain_id, ledger.Entry(
+            key=f"expire:{member_id}:{expired[-1]['id']}", kind="expiry", member_id=member_id, channel="job",
+            reason=_expiry_reason(expired, last), occurred_at=last,
+            legs=[ledger.Leg("points", -amount, member_id, guard=True), ledger.Leg("points_expired", amount)]))
+        entries[member_id] = entry.id
+    if not entries:
+        return 0, 0
+    await PointsLot.filter(id__in=[lot["id"] for lot in lots]).update(remaining=0)
+    raw: dict[int, dict[str, int]] = {}
+    for member_id, kind, balance in await Account.filter(member_id__in=list(entries)).values_list(
+            "member_id", "kind", "balance"):
+        raw.setdefault(member_id, {})[kind] = int(balance)
+    await emit_all(chain_id, [("balance.changed", {"member_id": member_id, "entry_id": entry_id,
+                                                   "balances": shown_balances(raw[member_id])})
+                              for member_id, entry_id in entries.items()], now)
+    return len(lots), sum(int(lot["remaining"]) for lot in lots)
+
+
+def _expiry_reason(lots: list[dict], last: datetime) -> str:
+    if len(lots) == 1:
+        return f"lot {lots[0]['id']} expired at {last.isoformat()}"
+    ids = ", ".join(str(lot["id"]) for lot in lots[:20]) + (", ..." if len(lots) > 20 else "")
+    return f"{len(lots)} lots expired ({ids}), the last at {last.isoformat()}"
 
 
 JOBS = {"vest_points": vest_points, "expire_points": expire_points}
