@@ -21,12 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import orjson
-from tortoise.exceptions import IntegrityError
 
+from loyalty_core import sql
 from loyalty_core.crypto import Vault
 from loyalty_core.errors import (BadRequest, IdempotencyKeyRequired, IdempotencyKeyReused,
                                  RequestInProgress)
-from loyalty_core.models import IdempotencyRecord
 
 LEASE = timedelta(seconds=60)
 KEEP = timedelta(hours=48)
@@ -65,46 +64,51 @@ def _canonical(body: bytes) -> bytes:
         return body
 
 
+# The hot path's statements, written once for both databases (``loyalty_core.sql``): a claim is
+# one insert that answers nothing when the key is taken (no error for PostgreSQL to log), and
+# finishing or releasing is one statement that acts only while the token is still the claim's.
+CLAIM = ("INSERT INTO idempotency_records (chain_id, key, fingerprint, state, token, locked_until, created_at) "
+         "VALUES ($1, $2, $3, 'running', $4, $5, $6) ON CONFLICT (chain_id, key) DO NOTHING RETURNING id")
+CLAIMED = "SELECT id, fingerprint, state, status, body FROM idempotency_records WHERE chain_id = $1 AND key = $2"
+TAKE_OVER = ("UPDATE idempotency_records SET locked_until = $3, token = $4 "
+             "WHERE id = $1 AND state = 'running' AND locked_until < $2 RETURNING id")
+FINISH = ("UPDATE idempotency_records SET state = 'done', status = $3, body = $4 "
+          "WHERE id = $1 AND token = $2 AND state = 'running' RETURNING id")
+RENEW = ("UPDATE idempotency_records SET locked_until = $3 "
+         "WHERE id = $1 AND token = $2 AND state = 'running' RETURNING id")
+RELEASE = "DELETE FROM idempotency_records WHERE id = $1 AND token = $2 AND state = 'running' RETURNING id"
+
+
 async def claim(chain_id: int, key: str, print_: str, now: datetime, vault: Vault,
                 lease: timedelta = LEASE) -> Claim | Replay:
     """The claim to finish, or the stored answer to replay."""
     token = secrets.token_hex(16)
     for _ in range(3):
-        try:
-            record = await IdempotencyRecord.create(chain_id=chain_id, key=key, fingerprint=print_, state="running",
-                                                    token=token, locked_until=now + lease, created_at=now)
-            return Claim(record.id, token)
-        except IntegrityError:
-            pass
-        record = await IdempotencyRecord.get_or_none(chain_id=chain_id, key=key)
-        if record is not None:
+        if created := await sql.rows(CLAIM, chain_id, key, print_, token, now + lease, now):
+            return Claim(int(created[0]["id"]), token)
+        if found := await sql.rows(CLAIMED, chain_id, key):
+            record = found[0]
             break
         # The twin that held the key was just released (an answer not kept): claim it afresh.
     else:
         raise RequestInProgress("Another request with this Idempotency-Key is running")
-    if record.fingerprint != print_:
+    if record["fingerprint"] != print_:
         raise IdempotencyKeyReused("This Idempotency-Key was used with another request body")
-    if record.state == "done":
-        return Replay(record.status or 200, vault.decrypt(record.body) or "")
-    taken = await IdempotencyRecord.filter(id=record.id, state="running", locked_until__lt=now).update(
-        locked_until=now + lease, token=token)
-    if not taken:
+    if record["state"] == "done":
+        return Replay(record["status"] or 200, vault.decrypt(record["body"]) or "")
+    if not await sql.rows(TAKE_OVER, record["id"], now, now + lease, token):
         raise RequestInProgress("The first request with this Idempotency-Key is still running")
-    return Claim(record.id, token)
-
-
-def _held(claim: Claim):
-    return IdempotencyRecord.filter(id=claim.id, token=claim.token, state="running")
+    return Claim(int(record["id"]), token)
 
 
 async def finish(claim: Claim, status: int, body: str, vault: Vault) -> bool:
     """Store the answer; False when the lease was taken over meanwhile (nothing is written)."""
-    return bool(await _held(claim).update(state="done", status=status, body=vault.encrypt(body)))
+    return bool(await sql.rows(FINISH, claim.id, claim.token, status, vault.encrypt(body)))
 
 
 async def release(claim: Claim) -> None:
     """Forget a claim whose answer is not kept, so that the key can be sent again."""
-    await _held(claim).delete()
+    await sql.rows(RELEASE, claim.id, claim.token)
 
 
 async def keep_alive(claim: Claim, now, lease: timedelta = LEASE, every: float | None = None) -> None:
@@ -112,7 +116,7 @@ async def keep_alive(claim: Claim, now, lease: timedelta = LEASE, every: float |
     cancelled when it ends."""
     while True:
         await asyncio.sleep(every if every is not None else lease.total_seconds() / 3)
-        if not await _held(claim).update(locked_until=now() + lease):
+        if not await sql.rows(RENEW, claim.id, claim.token, now() + lease):
             return
 
 

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from . import sql
 from .bounds import is_phone
 from .crypto import Vault
 from .errors import CodeExpired, CodeNotFound, MemberNotFound
-from .models import Identity, Member
+from .models import Member
 
 VALID = timedelta(seconds=120)
 REFRESH_AFTER = timedelta(seconds=60)
@@ -92,27 +93,34 @@ async def resolve_dynamic(cache: Cache, vault: Vault, chain_id: int, code: str, 
     return Resolved(int(record["member_id"]), f"{code}@{record['issued_ms']}")
 
 
+MEMBER_BY_ID = "SELECT members.* FROM members WHERE id = $1 AND chain_id = $2"
+MEMBER_BY_PHONE = "SELECT members.* FROM members WHERE chain_id = $1 AND phone_hash = $2"
+MEMBER_BY_CARD = ("SELECT members.* FROM identities JOIN members ON members.id = identities.member_id "
+                  "WHERE identities.chain_id = $1 AND identities.channel = 'card' AND identities.external_id = $2 "
+                  "AND members.chain_id = $1")
+
+
 async def find_member(cache: Cache, vault: Vault, chain_id: int, code: str, at: datetime) -> tuple[Member, str | None]:
-    """Whatever the scanner read: a dynamic code, an 11-digit phone or a card number.
-    Returns the member and the dynamic code's single-use key (None for static codes)."""
+    """Whatever the scanner read: a dynamic code, an 11-digit phone or a card number (one
+    indexed look-up each). Returns the member and the dynamic code's single-use key (None for
+    static codes)."""
     code = code.strip()
     dynamic = None
     if looks_dynamic(code):
         resolved = await resolve_dynamic(cache, vault, chain_id, code, at)
-        member = await Member.get_or_none(id=resolved.member_id, chain_id=chain_id)
+        member = await sql.one(Member, MEMBER_BY_ID, resolved.member_id, chain_id)
         dynamic = resolved.use_key
     elif is_phone(code):
-        member = await Member.get_or_none(chain_id=chain_id, phone_hash=vault.lookup_hash(chain_id, code))
+        member = await sql.one(Member, MEMBER_BY_PHONE, chain_id, vault.lookup_hash(chain_id, code))
     else:
-        identity = await Identity.get_or_none(chain_id=chain_id, channel="card", external_id=code)
-        member = await Member.get_or_none(id=identity.member_id) if identity and identity.member_id else None
+        member = await sql.one(Member, MEMBER_BY_CARD, chain_id, code)
     if member is None or member.erased_at is not None:
         raise CodeNotFound("No member with this code")
     return member, dynamic
 
 
 async def member_by_id(chain_id: int, member_id: int) -> Member:
-    member = await Member.get_or_none(chain_id=chain_id, id=member_id)
+    member = await sql.one(Member, MEMBER_BY_ID, member_id, chain_id)
     if member is None or member.erased_at is not None:
         raise MemberNotFound(f"No member {member_id}")
     return member

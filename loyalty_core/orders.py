@@ -11,14 +11,17 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
+import orjson
+from tortoise import timezone
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from . import ledger, points, tiers
+from . import ledger, points, sql, tiers
 from .errors import (AmountMismatch, CodeUsed, CouponNotUsable, DuplicateEntry, InsufficientPoints,
                      InsufficientStoredValue, InvalidRedeemPoints, LoyaltyError, MemberFrozen,
                      OccurredAtOutOfRange, OrderNotFound)
+from .codes import MEMBER_BY_ID
 from .members import announce_balance
 from .models import Member, Order, PendingPoints, Refund
 from .outbox import emit
@@ -151,22 +154,55 @@ async def _twin(chain_id: int, order: OrderInput, error: Exception) -> Placed | 
     return error
 
 
+# The order row, the transaction's first write. A twin under the same (chain, source, txn_id) or
+# the same dynamic member code waits here for the first to commit and then inserts nothing.
+RECORD = """
+INSERT INTO orders (chain_id, store_id, channel, source, txn_id, member_id, member_code, occurred_at, received_at,
+  period, tier_before, subtotal, tier_discount, coupon_discount, points_discount, payable, points_redeemed,
+  points_earned, stored_value_principal, stored_value_bonus, growth_earned, lines, payments, coupons, result,
+  refunded_amount, refund_state, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, 0, 0, $19, $20, $21, $22,
+  '{}', 0, '{}', $23)
+ON CONFLICT DO NOTHING RETURNING id
+"""
+RESULT = ("UPDATE orders SET result = $2, stored_value_principal = $3, stored_value_bonus = $4, tier_after = $5 "
+          "WHERE id = $1")
+
+
+@dataclass
+class Recorded:
+    """What the rest of an order's transaction needs of its row."""
+
+    id: int
+    source: str
+    txn_id: str
+    member_id: int | None
+    occurred_at: datetime
+    period: int
+    points_redeemed: int
+
+
 async def _record(chain_id: int, order: OrderInput, figures: pricing.Quote, program: Program,
-                  now: datetime) -> Order:
-    return await Order.create(
-        chain_id=chain_id, store_id=order.store_id, channel=order.channel, source=order.source,
-        txn_id=order.txn_id, member_id=order.member.id if order.member else None, member_code=order.member_code,
-        occurred_at=order.occurred_at, received_at=order.received_at or now,
-        period=tiers.period_of(order.occurred_at, program),
-        tier_before=order.member.tier_code if order.member else None,
-        subtotal=figures.subtotal, tier_discount=figures.tier_discount,
-        coupon_discount=figures.coupon_discount, points_discount=figures.points_discount, payable=figures.payable,
-        points_redeemed=order.redeem_points if figures.points_discount else 0,
-        points_earned=figures.points_to_earn, growth_earned=figures.growth_to_earn,
-        lines=[_line_json(line) for line in figures.lines],
-        payments=[{"method": p.method, "amount": p.amount} for p in order.payments],
-        coupons=order.coupons,
-    )
+                  now: datetime) -> Recorded:
+    member = order.member
+    row = Recorded(0, order.source, order.txn_id, member.id if member else None, order.occurred_at,
+                   tiers.period_of(order.occurred_at, program), order.redeem_points if figures.points_discount else 0)
+    inserted = await sql.rows(
+        RECORD, chain_id, order.store_id, order.channel, order.source, order.txn_id, row.member_id, order.member_code,
+        order.occurred_at, order.received_at or now, row.period, member.tier_code if member else None,
+        figures.subtotal, figures.tier_discount, figures.coupon_discount, figures.points_discount, figures.payable,
+        row.points_redeemed, figures.points_to_earn, figures.growth_to_earn,
+        _json([_line_json(line) for line in figures.lines]),
+        _json([{"method": p.method, "amount": p.amount} for p in order.payments]), _json(order.coupons),
+        timezone.now())
+    if not inserted:
+        raise DuplicateEntry(f"order:{order.source}:{order.txn_id}")
+    row.id = int(inserted[0]["id"])
+    return row
+
+
+def _json(value) -> str:
+    return orjson.dumps(value).decode()
 
 
 def _line_json(line: pricing.PricedLine) -> dict:
@@ -175,10 +211,10 @@ def _line_json(line: pricing.PricedLine) -> dict:
             "eligible": line.eligible, "factor": str(line.factor), "refunded_qty": 0}
 
 
-async def _apply(chain_id: int, order: OrderInput, figures: pricing.Quote, program: Program, row: Order,
+async def _apply(chain_id: int, order: OrderInput, figures: pricing.Quote, program: Program, row: Recorded,
                  now: datetime) -> dict:
     member = order.member
-    pending_until = None
+    pending_until, principal, bonus, tier_after = None, 0, 0, None
     created = ("order.created", {"order_id": row.id, "source": row.source, "txn_id": row.txn_id,
                                  "member_id": member.id if member else None, "payable": figures.payable})
     tier = {"code": _level(program, member).code, "name": _level(program, member).name, "changed": False}
@@ -190,9 +226,8 @@ async def _apply(chain_id: int, order: OrderInput, figures: pricing.Quote, progr
         entry = await _post_order(chain_id, order, row, legs, tiers.tally(program, row.period, tiers.Figures(
             growth=figures.growth_to_earn, points_earned=figures.points_to_earn, spend=figures.payable, orders=1), now))
         await _move_points(chain_id, member.id, entry, row, figures.points_to_earn, pending_until, program, now)
-        row.stored_value_principal, row.stored_value_bonus = principal, bonus
         tier = await tiers.raise_tier(member, program, now, entry.standing)
-        row.tier_after = member.tier_code if tier["changed"] else None
+        tier_after = member.tier_code if tier["changed"] else None
         balances = await announce_balance(chain_id, member.id, entry.id, now, also=(created,), balances=entry.accounts)
     else:
         await emit(chain_id, *created, now)
@@ -206,12 +241,11 @@ async def _apply(chain_id: int, order: OrderInput, figures: pricing.Quote, progr
         "balances": balances,
         "tier": tier, "duplicate": False,
     }
-    row.result = result
-    await row.save(update_fields=["result", "stored_value_principal", "stored_value_bonus", "tier_after"])
+    await sql.execute(RESULT, row.id, _json(result), principal, bonus, tier_after)
     return result
 
 
-async def _post_order(chain_id: int, order: OrderInput, row: Order, legs: list[ledger.Leg],
+async def _post_order(chain_id: int, order: OrderInput, row: Recorded, legs: list[ledger.Leg],
                       tally: tiers.Tally) -> ledger.Posted:
     try:
         return await ledger.post(chain_id, ledger.Entry(
@@ -252,7 +286,7 @@ def _order_legs(member_id: int, redeemed: int, figures: pricing.Quote, principal
     ]
 
 
-async def _move_points(chain_id: int, member_id: int, entry: ledger.Posted, row: Order, earned: int,
+async def _move_points(chain_id: int, member_id: int, entry: ledger.Posted, row: Recorded, earned: int,
                        pending_until: datetime | None, program: Program, now: datetime) -> None:
     if row.points_redeemed:
         await points.take_from_lots(member_id, row.points_redeemed)
@@ -285,10 +319,8 @@ async def refund_order(chain_id: int, refund: RefundInput, program: Program, now
     refund took what was left)."""
     try:
         async with in_transaction():
-            # NO KEY: a lot or pending row that names this order (a vest running now) may still
-            # take its foreign-key share lock, or the two would deadlock
-            order = await Order.select_for_update(no_key=True).get_or_none(
-                chain_id=chain_id, source=refund.source, txn_id=refund.txn_id)
+            order = await sql.one(Order, sql.locking(ORDER_TO_REFUND, "FOR NO KEY UPDATE"),
+                                  chain_id, refund.source, refund.txn_id)
             if order is None:
                 raise OrderNotFound(f"No order {refund.txn_id!r} at this store")
             placed = Placed(await _apply_refund(chain_id, order, refund, program, now), False)
@@ -298,6 +330,17 @@ async def refund_order(chain_id: int, refund: RefundInput, program: Program, now
             raise
         return first
     return placed
+
+
+# The order a refund names, locked for the refund's transaction (NO KEY: a lot or pending row
+# that names this order, a vest running now, may still take its foreign-key share lock, or the
+# two would deadlock); the refund's row, which a resend of the same refund_id cannot insert again;
+# what the refund leaves on the order and the refund's answer.
+ORDER_TO_REFUND = "SELECT orders.* FROM orders WHERE chain_id = $1 AND source = $2 AND txn_id = $3"
+REFUND = ("INSERT INTO refunds (chain_id, order_id, refund_id, amount, lines, result, created_at) "
+          "VALUES ($1, $2, $3, $4, $5, '{}', $6) ON CONFLICT DO NOTHING RETURNING id")
+REFUNDED = "UPDATE orders SET refunded_amount = $2, refund_state = $3, lines = $4 WHERE id = $1"
+REFUND_RESULT = "UPDATE refunds SET result = $2 WHERE id = $1"
 
 
 async def _refunded_before(chain_id: int, refund: RefundInput) -> Placed | None:
@@ -331,8 +374,10 @@ async def _apply_refund(chain_id: int, order: Order, refund: RefundInput, progra
         share, refunded_qty = pricing.refund_by_lines(figures, refund.lines)
     else:
         share = pricing.refund_by_amount(figures, refund.amount or 0)
-    row = await Refund.create(chain_id=chain_id, order_id=order.id, refund_id=refund.refund_id, amount=share.amount,
-                              lines=[{"sku": s, "qty": q} for s, q in (refund.lines or [])])
+    inserted = await sql.rows(REFUND, chain_id, order.id, refund.refund_id, share.amount,
+                              _json([{"sku": s, "qty": q} for s, q in (refund.lines or [])]), timezone.now())
+    if not inserted:
+        raise DuplicateEntry(f"refund:{order.id}:{refund.refund_id}")
     balances, tier = None, None
     refunded = ("order.refunded", {"order_id": order.id, "refund_id": refund.refund_id, "amount": share.amount,
                                    "member_id": order.member_id})
@@ -346,13 +391,12 @@ async def _apply_refund(chain_id: int, order: Order, refund: RefundInput, progra
         balances = await announce_balance(chain_id, order.member_id, entry.id, now, also=(refunded,),
                                           balances=entry.accounts)
     _remember_refund(order, figures, share, refunded_qty)
-    await order.save(update_fields=["refunded_amount", "refund_state", "lines"])
+    await sql.execute(REFUNDED, order.id, order.refunded_amount, _json(order.refund_state), _json(order.lines))
     result = {"refund_id": refund.refund_id, "order_id": order.id, "txn_id": order.txn_id, "amount": share.amount,
               "points_reversed": share.points_reversed, "points_returned": share.points_returned,
               "stored_value_returned": share.sv_principal_returned + share.sv_bonus_returned,
               "coupons_restored": [], "balances": balances, "tier": tier, "duplicate": False}
-    row.result = result
-    await row.save(update_fields=["result"])
+    await sql.execute(REFUND_RESULT, int(inserted[0]["id"]), _json(result))
     return result
 
 
@@ -381,7 +425,7 @@ async def _post_refund(chain_id: int, order: Order, refund: RefundInput, share: 
 async def _refund_tier(chain_id: int, order: Order, entry: ledger.Posted, program: Program, now: datetime) -> dict:
     """Return the member to the tier they had before the order if the figures, as the refund's
     entry left them, no longer reach the level the order lifted them to."""
-    member = await Member.get(id=order.member_id)
+    member = await sql.one(Member, MEMBER_BY_ID, order.member_id, chain_id)
     return await tiers.settle_after_refund(member, program, order.tier_after, order.tier_before, now, entry.standing)
 
 

@@ -8,23 +8,37 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from .models import OutboxEvent
+import orjson
+
+from . import sql
+
+_COLUMNS = "(chain_id, event_id, topic, payload, status, attempts, next_attempt_at, created_at)"
 
 
-def _event(chain_id: int, topic: str, payload: dict, now: datetime) -> OutboxEvent:
-    return OutboxEvent(chain_id=chain_id, event_id=str(uuid.uuid4()), topic=topic, payload=payload,
-                       status="pending", next_attempt_at=now, created_at=now)
+def _insert(count: int) -> str:
+    """One insert of ``count`` events: ``$1`` the chain, ``$2`` the time, then three per event."""
+    rows = ", ".join(f"($1, ${3 + 3 * i}, ${4 + 3 * i}, ${5 + 3 * i}, 'pending', 0, $2, $2)" for i in range(count))
+    return f"INSERT INTO outbox_events {_COLUMNS} VALUES {rows}"
 
 
-async def emit(chain_id: int, topic: str, payload: dict, now: datetime) -> OutboxEvent:
-    event = _event(chain_id, topic, payload, now)
-    await event.save()
-    return event
+_INSERTS = [_insert(count) for count in range(1, 5)]
 
 
-async def emit_all(chain_id: int, events: list[tuple[str, dict]], now: datetime) -> None:
-    """Several events of one change in one insert."""
-    await OutboxEvent.bulk_create([_event(chain_id, topic, payload, now) for topic, payload in events])
+async def emit(chain_id: int, topic: str, payload: dict, now: datetime) -> str:
+    """Write one event; returns its ``event_id``."""
+    return (await emit_all(chain_id, [(topic, payload)], now))[0]
+
+
+async def emit_all(chain_id: int, events: list[tuple[str, dict]], now: datetime) -> list[str]:
+    """Several events of one change in one insert; returns their ``event_id``s."""
+    if not events:
+        return []
+    ids = [str(uuid.uuid4()) for _ in events]
+    params: list = [chain_id, now]
+    for event_id, (topic, payload) in zip(ids, events):
+        params += [event_id, topic, orjson.dumps(payload).decode()]
+    await sql.execute(_INSERTS[len(events) - 1] if len(events) <= len(_INSERTS) else _insert(len(events)), *params)
+    return ids
 
 
 def backoff(attempts: int, base: float = 2.0, cap: float = 3600.0) -> timedelta:

@@ -23,8 +23,12 @@ async def points_balance(member_id: int) -> int:
     return int(account.balance)
 
 
+ADD_LOT = ("INSERT INTO points_lots (chain_id, member_id, entry_id, order_id, amount, remaining, vested_at, expires_at) "
+           "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+
+
 async def add_lot(chain_id: int, member_id: int, entry: Posted, amount: int, vested_at: datetime,
-                  program: Program, order_id: int | None = None) -> PointsLot | None:
+                  program: Program, order_id: int | None = None) -> None:
     """Record ``amount`` points just credited by ``entry`` as a lot; a negative balance absorbs
     them first (the entry knows the points balance it left)."""
     balance_after = entry.balance(member_id, "points")
@@ -32,10 +36,7 @@ async def add_lot(chain_id: int, member_id: int, entry: Posted, amount: int, ves
         balance_after = await points_balance(member_id)
     remaining = min(amount, max(balance_after, 0))
     expires_at = lot_expiry(vested_at, program.points.expiry, ZoneInfo(program.timezone))
-    return await PointsLot.create(
-        chain_id=chain_id, member_id=member_id, entry_id=entry.id, order_id=order_id, amount=amount,
-        remaining=remaining, vested_at=vested_at, expires_at=expires_at,
-    )
+    await sql.execute(ADD_LOT, chain_id, member_id, entry.id, order_id, amount, remaining, vested_at, expires_at)
 
 
 async def take_from_lots(member_id: int, amount: int, order_first: int | None = None) -> int:
