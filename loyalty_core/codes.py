@@ -93,9 +93,11 @@ async def resolve_dynamic(cache: Cache, vault: Vault, chain_id: int, code: str, 
     return Resolved(int(record["member_id"]), f"{code}@{record['issued_ms']}")
 
 
-MEMBER_BY_ID = "SELECT members.* FROM members WHERE id = $1 AND chain_id = $2"
-MEMBER_BY_PHONE = "SELECT members.* FROM members WHERE chain_id = $1 AND phone_hash = $2"
-MEMBER_BY_CARD = ("SELECT members.* FROM identities JOIN members ON members.id = identities.member_id "
+# A member by what the scanner read; ``{columns}``: more of the same row (a scan's balances, see
+# ``members.counter_view_of``), with parameters from $3 on.
+MEMBER_BY_ID = "SELECT members.*{columns} FROM members WHERE id = $1 AND chain_id = $2"
+MEMBER_BY_PHONE = "SELECT members.*{columns} FROM members WHERE chain_id = $1 AND phone_hash = $2"
+MEMBER_BY_CARD = ("SELECT members.*{columns} FROM identities JOIN members ON members.id = identities.member_id "
                   "WHERE identities.chain_id = $1 AND identities.channel = 'card' AND identities.external_id = $2 "
                   "AND members.chain_id = $1")
 
@@ -104,23 +106,30 @@ async def find_member(cache: Cache, vault: Vault, chain_id: int, code: str, at: 
     """Whatever the scanner read: a dynamic code, an 11-digit phone or a card number (one
     indexed look-up each). Returns the member and the dynamic code's single-use key (None for
     static codes)."""
+    row, dynamic = await find_member_row(cache, vault, chain_id, code, at)
+    return Member._init_from_db(**row), dynamic
+
+
+async def find_member_row(cache: Cache, vault: Vault, chain_id: int, code: str, at: datetime, columns: str = "",
+                          params: tuple = ()) -> tuple[dict, str | None]:
+    """``find_member``'s row, with ``columns`` (and their ``params``) read in the same statement."""
     code = code.strip()
     dynamic = None
     if looks_dynamic(code):
         resolved = await resolve_dynamic(cache, vault, chain_id, code, at)
-        member = await sql.one(Member, MEMBER_BY_ID, resolved.member_id, chain_id)
-        dynamic = resolved.use_key
+        query, key, dynamic = MEMBER_BY_ID, (resolved.member_id, chain_id), resolved.use_key
     elif is_phone(code):
-        member = await sql.one(Member, MEMBER_BY_PHONE, chain_id, vault.lookup_hash(chain_id, code))
+        query, key = MEMBER_BY_PHONE, (chain_id, vault.lookup_hash(chain_id, code))
     else:
-        member = await sql.one(Member, MEMBER_BY_CARD, chain_id, code)
-    if member is None or member.erased_at is not None:
+        query, key = MEMBER_BY_CARD, (chain_id, code)
+    found = await sql.rows(query.format(columns=columns), *key, *params)
+    if not found or found[0]["erased_at"] is not None:
         raise CodeNotFound("No member with this code")
-    return member, dynamic
+    return found[0], dynamic
 
 
 async def member_by_id(chain_id: int, member_id: int) -> Member:
-    member = await sql.one(Member, MEMBER_BY_ID, member_id, chain_id)
+    member = await sql.one(Member, MEMBER_BY_ID.format(columns=""), member_id, chain_id)
     if member is None or member.erased_at is not None:
         raise MemberNotFound(f"No member {member_id}")
     return member

@@ -9,7 +9,7 @@ from datetime import date, datetime
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from . import ledger, points, sql, tiers
+from . import codes, ledger, points, sql, tiers
 from .bounds import is_phone
 from .crypto import Vault
 from .errors import AlreadyExists, BadRequest, MemberErased, NotFound, ValidationFailed
@@ -138,14 +138,44 @@ async def balances_and_tier(member: Member, program: Program, now: datetime) -> 
         "WHERE chain_id = $1 AND member_id = $2 AND period BETWEEN $3 AND $4",
         member.chain_id, member.id, first, last)
     raw = {row["kind"]: int(row["balance"]) for row in rows}
-    level = program.level(member.tier_code)
-    tier = {"code": level.code, "name": level.name,
-            "progress": {"metric": metric, "current": raw.pop(TIER_METRIC, 0),
-                         "next_threshold": tiers.next_threshold(program, level)}}
-    return shown_balances(raw), tier
+    current = raw.pop(TIER_METRIC, 0)
+    return shown_balances(raw), tier_view(program, member.tier_code, metric, current)
+
+
+def tier_view(program: Program, tier_code: str, metric: str, current: int) -> dict:
+    level = program.level(tier_code)
+    return {"code": level.code, "name": level.name,
+            "progress": {"metric": metric, "current": current, "next_threshold": tiers.next_threshold(program, level)}}
 
 
 TIER_METRIC = "~tier_metric"  # not an account kind: the window's metric, read beside the balances
+
+
+def _standing_columns(metric: str) -> str:
+    """A scan's balances and tier window read with the member's row (parameters $3 and $4: the
+    window's first and last period): one statement, a bounded number of rows."""
+    accounts = "".join(
+        f", (SELECT balance FROM accounts WHERE accounts.chain_id = members.chain_id "
+        f"AND accounts.member_id = members.id AND accounts.kind = '{kind}') AS \"account:{kind}\""
+        for kind in ledger.MEMBER_ACCOUNTS)
+    return accounts + (f", (SELECT COALESCE(SUM({metric}), 0) FROM member_figures "
+                       "WHERE member_figures.chain_id = members.chain_id AND member_figures.member_id = members.id "
+                       f"AND period BETWEEN $3 AND $4) AS \"{TIER_METRIC}\"")
+
+
+_STANDING = {metric: _standing_columns(metric) for metric in tiers.METRICS}
+
+
+async def counter_view_of(cache: codes.Cache, vault: Vault, chain_id: int, code: str, program: Program,
+                          now: datetime) -> dict:
+    """What a scan shows: the member the code names, as ``counter_view``, in one statement."""
+    metric = tiers.metric_column(program)
+    row, _ = await codes.find_member_row(cache, vault, chain_id, code, now, _STANDING[metric],
+                                         tiers.window(program, now))
+    member = Member._init_from_db(**row)
+    raw = {kind: int(row[f"account:{kind}"] or 0) for kind in ledger.MEMBER_ACCOUNTS}
+    return _counter(member, vault, shown_balances(raw),
+                    tier_view(program, member.tier_code, metric, int(row[TIER_METRIC] or 0)))
 
 
 async def member_view(member: Member, program: Program, vault: Vault, now: datetime) -> dict:
@@ -173,9 +203,8 @@ async def member_view(member: Member, program: Program, vault: Vault, now: datet
     }
 
 
-async def counter_view(member: Member, program: Program, vault: Vault, now: datetime) -> dict:
+def _counter(member: Member, vault: Vault, balances: dict, tier: dict) -> dict:
     """A member as the till shows it to the cashier: a masked name, tier, balances, frozen."""
-    balances, tier = await balances_and_tier(member, program, now)
     return {"id": member.id, "display_name": display_name(member, vault), "tier": tier, "balances": balances,
             "frozen": member.frozen}
 

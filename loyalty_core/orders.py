@@ -425,7 +425,7 @@ async def _post_refund(chain_id: int, order: Order, refund: RefundInput, share: 
 async def _refund_tier(chain_id: int, order: Order, entry: ledger.Posted, program: Program, now: datetime) -> dict:
     """Return the member to the tier they had before the order if the figures, as the refund's
     entry left them, no longer reach the level the order lifted them to."""
-    member = await sql.one(Member, MEMBER_BY_ID, order.member_id, chain_id)
+    member = await sql.one(Member, MEMBER_BY_ID.format(columns=""), order.member_id, chain_id)
     return await tiers.settle_after_refund(member, program, order.tier_after, order.tier_before, now, entry.standing)
 
 

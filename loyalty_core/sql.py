@@ -10,7 +10,9 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
+import asyncpg
 from tortoise.connection import connections
+from tortoise.exceptions import IntegrityError, OperationalError, TransactionManagementError
 
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
@@ -46,12 +48,43 @@ def locking(sql: str, clause: str) -> str:
 
 async def rows(sql: str, *params: Any) -> list[dict]:
     connection = _connection()
+    if connection.capabilities.dialect == "postgres":
+        return await _postgres_rows(connection, sql, params)
     return await connection.execute_query_dict(_dialect_sql(connection, sql), _dialect_params(connection, params))
+
+
+async def _postgres_rows(client, sql: str, params: tuple) -> list[dict]:
+    return [dict(row) for row in await _on_postgres(client, "fetch", sql, params)]
+
+
+async def _postgres_execute(client, sql: str, params: tuple) -> int:
+    status = await _on_postgres(client, "execute", sql, params)  # "UPDATE 3", "INSERT 0 1", "SET"
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else 0
+
+
+async def _on_postgres(client, method: str, sql: str, params: tuple):
+    """Straight to asyncpg, with the ORM's error classes: inside ``in_transaction()`` on the
+    transaction's own connection, else on one from the pool for this statement. (The ORM's own
+    path adds a lock, a log call and a wrapper per statement: a tenth of a till request's CPU.)"""
+    try:
+        if (own := getattr(client, "_connection", None)) is not None:
+            return await getattr(own, method)(sql, *params)
+        async with client.acquire_connection() as pooled:
+            return await getattr(pooled, method)(sql, *params)
+    except (asyncpg.SyntaxOrAccessError, asyncpg.exceptions.DataError) as error:
+        raise OperationalError(error) from error
+    except asyncpg.IntegrityConstraintViolationError as error:
+        raise IntegrityError(error) from error
+    except asyncpg.InvalidTransactionStateError as error:
+        raise TransactionManagementError(error) from error
 
 
 async def execute(sql: str, *params: Any) -> int:
     """Runs ``sql``; returns the number of rows it touched."""
     connection = _connection()
+    if connection.capabilities.dialect == "postgres":
+        return await _postgres_execute(connection, sql, params)
     count, _ = await connection.execute_query(_dialect_sql(connection, sql), _dialect_params(connection, params))
     return count
 

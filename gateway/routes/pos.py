@@ -6,7 +6,7 @@ import orjson
 from adapters.pos import orders as pos_orders
 from adapters.pos.schemas import (BatchIn, BatchOut, OrderIn, OrderOut, PosMember, PreviewIn, PreviewOut,
                                   RefundIn, RefundOut, Scan, ScanOut)
-from loyalty_core import codes, members, orders
+from loyalty_core import members, orders
 from loyalty_core.errors import LoyaltyError, OrderNotFound
 from loyalty_core.models import Store
 
@@ -36,9 +36,8 @@ async def register_member(call: Call):
            body=Scan, response=ScanOut, errors=SIGNED + ("code_not_found", "code_expired"),
            description="A dynamic member code (18 digits), an 11-digit phone or a member card number.")
 async def scan(call: Call):
-    now = call.services.clock.now()
-    member, _ = await codes.find_member(call.services.cache, call.services.vault, call.chain_id, call.body.code, now)
-    view = await members.counter_view(member, await call.program(), call.services.vault, now)
+    view = await members.counter_view_of(call.services.cache, call.services.vault, call.chain_id, call.body.code,
+                                         await call.program(), call.services.clock.now())
     return {"kind": "member", "coupons": [], "member": view}
 
 
