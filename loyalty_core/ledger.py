@@ -227,5 +227,5 @@ async def open_accounts(chain_id: int, member_id: int) -> None:
 
 
 async def balances(member_id: int) -> dict[str, int]:
-    rows = await Account.filter(member_id=member_id).values_list("kind", "balance")
-    return {kind: int(balance) for kind, balance in rows}
+    rows = await sql.rows("SELECT kind, balance FROM accounts WHERE member_id = $1", member_id)
+    return {row["kind"]: int(row["balance"]) for row in rows}

@@ -104,8 +104,11 @@ def _guest(figures: pricing.Quote) -> pricing.Quote:
     return replace(figures, points_to_earn=0, growth_to_earn=0)
 
 
+ORDER_BY_KEY = "SELECT orders.* FROM orders WHERE chain_id = $1 AND source = $2 AND txn_id = $3"
+
+
 async def find_order(chain_id: int, source: str, txn_id: str) -> Order | None:
-    return await Order.get_or_none(chain_id=chain_id, source=source, txn_id=txn_id)
+    return await sql.one(Order, ORDER_BY_KEY, chain_id, source, txn_id)
 
 
 async def placed_before(chain_id: int, source: str, txn_id: str) -> Placed | None:
@@ -319,7 +322,7 @@ async def refund_order(chain_id: int, refund: RefundInput, program: Program, now
     refund took what was left)."""
     try:
         async with in_transaction():
-            order = await sql.one(Order, sql.locking(ORDER_TO_REFUND, "FOR NO KEY UPDATE"),
+            order = await sql.one(Order, sql.locking(ORDER_BY_KEY, "FOR NO KEY UPDATE"),
                                   chain_id, refund.source, refund.txn_id)
             if order is None:
                 raise OrderNotFound(f"No order {refund.txn_id!r} at this store")
@@ -332,11 +335,10 @@ async def refund_order(chain_id: int, refund: RefundInput, program: Program, now
     return placed
 
 
-# The order a refund names, locked for the refund's transaction (NO KEY: a lot or pending row
-# that names this order, a vest running now, may still take its foreign-key share lock, or the
-# two would deadlock); the refund's row, which a resend of the same refund_id cannot insert again;
-# what the refund leaves on the order and the refund's answer.
-ORDER_TO_REFUND = "SELECT orders.* FROM orders WHERE chain_id = $1 AND source = $2 AND txn_id = $3"
+# A refund reads its order by ORDER_BY_KEY, locked FOR NO KEY UPDATE for its transaction (NO KEY:
+# a lot or pending row that names this order, a vest running now, may still take its foreign-key
+# share lock, or the two would deadlock); then the refund's row, which a resend of the same
+# refund_id cannot insert again; what the refund leaves on the order; the refund's answer.
 REFUND = ("INSERT INTO refunds (chain_id, order_id, refund_id, amount, lines, result, created_at) "
           "VALUES ($1, $2, $3, $4, $5, '{}', $6) ON CONFLICT DO NOTHING RETURNING id")
 REFUNDED = "UPDATE orders SET refunded_amount = $2, refund_state = $3, lines = $4 WHERE id = $1"

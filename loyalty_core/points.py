@@ -13,14 +13,14 @@ from tortoise.expressions import F
 
 from . import sql
 from .ledger import Posted
-from .models import Account, PointsLot
+from .models import PointsLot
 from .program import Program
 from .rules.lots import LotView, draw, lot_expiry
 
 
 async def points_balance(member_id: int) -> int:
-    account = await Account.get(member_id=member_id, kind="points")
-    return int(account.balance)
+    found = await sql.rows("SELECT balance FROM accounts WHERE member_id = $1 AND kind = 'points'", member_id)
+    return int(found[0]["balance"])
 
 
 ADD_LOT = ("INSERT INTO points_lots (chain_id, member_id, entry_id, order_id, amount, remaining, vested_at, expires_at) "
