@@ -101,9 +101,13 @@ async def announce_balance(chain_id: int, member_id: int, entry_id: int, now: da
     insert); returns those balances for the caller's answer. ``balances``: the member's accounts as
     the cause's entry left them (``Posted.accounts``), else read here."""
     balances = shown_balances(balances) if balances else await public_balances(member_id)
-    await emit_all(chain_id, [("balance.changed", {"member_id": member_id, "entry_id": entry_id,
-                                                   "balances": balances}), *also], now)
+    await emit_all(chain_id, [balance_changed(member_id, entry_id, balances), *also], now)
     return balances
+
+
+def balance_changed(member_id: int, entry_id: int, balances: dict[str, int]) -> tuple[str, dict]:
+    """The outbox event of a member's new balances (as ``shown_balances``)."""
+    return "balance.changed", {"member_id": member_id, "entry_id": entry_id, "balances": balances}
 
 
 async def get_member(chain_id: int, member_id: int) -> Member:

@@ -17,12 +17,12 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from . import ledger, points, sql, tiers
+from . import ledger, outbox, points, sql, tiers
 from .errors import (AmountMismatch, CodeUsed, CouponNotUsable, DuplicateEntry, InsufficientPoints,
                      InsufficientStoredValue, InvalidRedeemPoints, LoyaltyError, MemberFrozen,
                      OccurredAtOutOfRange, OrderNotFound)
 from .codes import MEMBER_BY_ID
-from .members import announce_balance
+from .members import announce_balance, balance_changed, shown_balances
 from .models import Member, Order, PendingPoints, Refund
 from .outbox import emit
 from .program import Level, Program
@@ -168,8 +168,6 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $
   '{}', 0, '{}', $23)
 ON CONFLICT DO NOTHING RETURNING id
 """
-RESULT = ("UPDATE orders SET result = $2, stored_value_principal = $3, stored_value_bonus = $4, tier_after = $5 "
-          "WHERE id = $1")
 
 
 @dataclass
@@ -231,9 +229,10 @@ async def _apply(chain_id: int, order: OrderInput, figures: pricing.Quote, progr
         await _move_points(chain_id, member.id, entry, row, figures.points_to_earn, pending_until, program, now)
         tier = await tiers.raise_tier(member, program, now, entry.standing)
         tier_after = member.tier_code if tier["changed"] else None
-        balances = await announce_balance(chain_id, member.id, entry.id, now, also=(created,), balances=entry.accounts)
+        balances = shown_balances(entry.accounts)
+        events = [balance_changed(member.id, entry.id, balances), created]
     else:
-        await emit(chain_id, *created, now)
+        events = [created]
     result = {
         "order_id": row.id, "txn_id": row.txn_id, "member_id": member.id if member else None,
         "subtotal": figures.subtotal, "tier_discount": figures.tier_discount,
@@ -244,8 +243,28 @@ async def _apply(chain_id: int, order: OrderInput, figures: pricing.Quote, progr
         "balances": balances,
         "tier": tier, "duplicate": False,
     }
-    await sql.execute(RESULT, row.id, _json(result), principal, bonus, tier_after)
+    await _keep_result(chain_id, row, result, principal, bonus, tier_after, events, now)
     return result
+
+
+async def _keep_result(chain_id: int, row: Recorded, result: dict, principal: int, bonus: int,
+                       tier_after: str | None, events: list[tuple[str, dict]], now: datetime) -> None:
+    """The order's result and stored-value split on its row, and its outbox events: one statement
+    on PostgreSQL, two on SQLite."""
+    insert, events_params, _ = outbox.inserting(chain_id, events, now)
+    row_params = [row.id, _json(result), principal, bonus, tier_after]
+    if sql.dialect() == "postgres":
+        await sql.execute(f"WITH result AS ({_result_update(len(events_params) + 1)}) {insert}",
+                          *events_params, *row_params)
+        return
+    await sql.execute(insert, *events_params)
+    await sql.execute(_result_update(1), *row_params)
+
+
+def _result_update(first: int) -> str:
+    """The update of an order's result, its parameters numbered from ``first`` (the order's id)."""
+    return (f"UPDATE orders SET result = ${first + 1}, stored_value_principal = ${first + 2}, "
+            f"stored_value_bonus = ${first + 3}, tier_after = ${first + 4} WHERE id = ${first}")
 
 
 async def _post_order(chain_id: int, order: OrderInput, row: Recorded, legs: list[ledger.Leg],

@@ -33,12 +33,19 @@ async def emit_all(chain_id: int, events: list[tuple[str, dict]], now: datetime)
     """Several events of one change in one insert; returns their ``event_id``s."""
     if not events:
         return []
+    statement, params, ids = inserting(chain_id, events, now)
+    await sql.execute(statement, *params)
+    return ids
+
+
+def inserting(chain_id: int, events: list[tuple[str, dict]], now: datetime) -> tuple[str, list, list[str]]:
+    """The insert of ``events`` (parameters from $1), its parameters and the events' ids: for a
+    caller that sends it with another statement of its transaction (PostgreSQL: in one)."""
     ids = [str(uuid.uuid4()) for _ in events]
     params: list = [chain_id, now]
     for event_id, (topic, payload) in zip(ids, events):
         params += [event_id, topic, orjson.dumps(payload).decode()]
-    await sql.execute(_INSERTS[len(events) - 1] if len(events) <= len(_INSERTS) else _insert(len(events)), *params)
-    return ids
+    return _INSERTS[len(events) - 1] if len(events) <= len(_INSERTS) else _insert(len(events)), params, ids
 
 
 def backoff(attempts: int, base: float = 2.0, cap: float = 3600.0) -> timedelta:
