@@ -22,9 +22,8 @@ from .errors import (AmountMismatch, CodeUsed, CouponNotUsable, DuplicateEntry, 
                      InsufficientStoredValue, InvalidRedeemPoints, LoyaltyError, MemberFrozen,
                      OccurredAtOutOfRange, OrderNotFound)
 from .codes import MEMBER_BY_ID
-from .members import announce_balance, balance_changed, shown_balances
+from .members import balance_changed, shown_balances
 from .models import Member, Order, PendingPoints, Refund
-from .outbox import emit
 from .program import Level, Program
 from .rules import pricing
 from .unit import Seal, seal_with
@@ -215,7 +214,7 @@ def _line_json(line: pricing.PricedLine) -> dict:
 async def _apply(chain_id: int, order: OrderInput, figures: pricing.Quote, program: Program, row: Recorded,
                  now: datetime) -> dict:
     member = order.member
-    pending_until, principal, bonus, tier_after = None, 0, 0, None
+    pending_until, principal, bonus, tier_after, kept = None, 0, 0, None, ("", [])
     created = ("order.created", {"order_id": row.id, "source": row.source, "txn_id": row.txn_id,
                                  "member_id": member.id if member else None, "payable": figures.payable})
     tier = {"code": _level(program, member).code, "name": _level(program, member).name, "changed": False}
@@ -226,7 +225,7 @@ async def _apply(chain_id: int, order: OrderInput, figures: pricing.Quote, progr
         legs = _order_legs(member.id, row.points_redeemed, figures, principal, bonus, pending_until is not None)
         entry = await _post_order(chain_id, order, row, legs, tiers.tally(program, row.period, tiers.Figures(
             growth=figures.growth_to_earn, points_earned=figures.points_to_earn, spend=figures.payable, orders=1), now))
-        await _move_points(chain_id, member.id, entry, row, figures.points_to_earn, pending_until, program, now)
+        kept = await _move_points(chain_id, member.id, entry, row, figures.points_to_earn, pending_until, program)
         tier = await tiers.raise_tier(member, program, now, entry.standing)
         tier_after = member.tier_code if tier["changed"] else None
         balances = shown_balances(entry.accounts)
@@ -243,28 +242,21 @@ async def _apply(chain_id: int, order: OrderInput, figures: pricing.Quote, progr
         "balances": balances,
         "tier": tier, "duplicate": False,
     }
-    await _keep_result(chain_id, row, result, principal, bonus, tier_after, events, now)
+    await _keep_result(chain_id, row, result, principal, bonus, tier_after, events, now, kept)
     return result
 
 
 async def _keep_result(chain_id: int, row: Recorded, result: dict, principal: int, bonus: int,
-                       tier_after: str | None, events: list[tuple[str, dict]], now: datetime) -> None:
-    """The order's result and stored-value split on its row, and its outbox events: one statement
-    on PostgreSQL, two on SQLite."""
-    insert, events_params, _ = outbox.inserting(chain_id, events, now)
-    row_params = [row.id, _json(result), principal, bonus, tier_after]
-    if sql.dialect() == "postgres":
-        await sql.execute(f"WITH result AS ({_result_update(len(events_params) + 1)}) {insert}",
-                          *events_params, *row_params)
-        return
-    await sql.execute(insert, *events_params)
-    await sql.execute(_result_update(1), *row_params)
+                       tier_after: str | None, events: list[tuple[str, dict]], now: datetime,
+                       lot: tuple[str, list] = ("", [])) -> None:
+    """The order's points lot, its result and stored-value split, and its outbox events: one
+    statement on PostgreSQL."""
+    insert, params, _ = outbox.inserting(chain_id, events, now)
+    await sql.together(lot, (RESULT, [row.id, _json(result), principal, bonus, tier_after]), (insert, params))
 
 
-def _result_update(first: int) -> str:
-    """The update of an order's result, its parameters numbered from ``first`` (the order's id)."""
-    return (f"UPDATE orders SET result = ${first + 1}, stored_value_principal = ${first + 2}, "
-            f"stored_value_bonus = ${first + 3}, tier_after = ${first + 4} WHERE id = ${first}")
+RESULT = ("UPDATE orders SET result = $2, stored_value_principal = $3, stored_value_bonus = $4, tier_after = $5 "
+          "WHERE id = $1")
 
 
 async def _post_order(chain_id: int, order: OrderInput, row: Recorded, legs: list[ledger.Leg],
@@ -309,16 +301,21 @@ def _order_legs(member_id: int, redeemed: int, figures: pricing.Quote, principal
 
 
 async def _move_points(chain_id: int, member_id: int, entry: ledger.Posted, row: Recorded, earned: int,
-                       pending_until: datetime | None, program: Program, now: datetime) -> None:
+                       pending_until: datetime | None, program: Program) -> tuple[str, list]:
+    """Draws the redeemed points from the member's lots now; returns the write that keeps the
+    earned points (a lot, or a pending row) for the order's last statement."""
     if row.points_redeemed:
         await points.take_from_lots(member_id, row.points_redeemed)
     if not earned:
-        return
+        return "", []
     if pending_until is not None:
-        await PendingPoints.create(chain_id=chain_id, member_id=member_id, order_id=row.id, amount=earned,
-                                   remaining=earned, vest_at=pending_until)
-    else:
-        await points.add_lot(chain_id, member_id, entry, earned, row.occurred_at, program, order_id=row.id)
+        return PENDING, [chain_id, member_id, row.id, earned, pending_until]
+    return points.new_lot(chain_id, member_id, entry.id, entry.balance(member_id, "points"), earned,
+                          row.occurred_at, program, order_id=row.id)
+
+
+PENDING = ("INSERT INTO pending_points (chain_id, member_id, order_id, amount, remaining, vest_at, vested) "
+           "VALUES ($1, $2, $3, $4, $4, $5, false)")
 
 
 # ---- refunds -------------------------------------------------------------------------------
@@ -402,22 +399,23 @@ async def _apply_refund(chain_id: int, order: Order, refund: RefundInput, progra
     balances, tier = None, None
     refunded = ("order.refunded", {"order_id": order.id, "refund_id": refund.refund_id, "amount": share.amount,
                                    "member_id": order.member_id})
-    if order.member_id is None:
-        await emit(chain_id, *refunded, now)
-    else:
+    events = [refunded]
+    if order.member_id is not None:
         from_pending = await _pending_of(order, share.points_reversed) if order.result.get("points_pending_until") else 0
         entry = await _post_refund(chain_id, order, refund, share, from_pending, program, now)
         await _refund_points(chain_id, order, entry, share, from_pending, program, now)
         tier = await _refund_tier(chain_id, order, entry, program, now)
-        balances = await announce_balance(chain_id, order.member_id, entry.id, now, also=(refunded,),
-                                          balances=entry.accounts)
+        balances = shown_balances(entry.accounts)
+        events.insert(0, balance_changed(order.member_id, entry.id, balances))
     _remember_refund(order, figures, share, refunded_qty)
-    await sql.execute(REFUNDED, order.id, order.refunded_amount, _json(order.refund_state), _json(order.lines))
     result = {"refund_id": refund.refund_id, "order_id": order.id, "txn_id": order.txn_id, "amount": share.amount,
               "points_reversed": share.points_reversed, "points_returned": share.points_returned,
               "stored_value_returned": share.sv_principal_returned + share.sv_bonus_returned,
               "coupons_restored": [], "balances": balances, "tier": tier, "duplicate": False}
-    await sql.execute(REFUND_RESULT, int(inserted[0]["id"]), _json(result))
+    insert, params, _ = outbox.inserting(chain_id, events, now)
+    await sql.together(
+        (REFUNDED, [order.id, order.refunded_amount, _json(order.refund_state), _json(order.lines)]),
+        (REFUND_RESULT, [int(inserted[0]["id"]), _json(result)]), (insert, params))
     return result
 
 

@@ -34,9 +34,17 @@ async def add_lot(chain_id: int, member_id: int, entry: Posted, amount: int, ves
     balance_after = entry.balance(member_id, "points")
     if balance_after is None:
         balance_after = await points_balance(member_id)
+    statement, params = new_lot(chain_id, member_id, entry.id, balance_after, amount, vested_at, program, order_id)
+    await sql.execute(statement, *params)
+
+
+def new_lot(chain_id: int, member_id: int, entry_id: int, balance_after: int, amount: int, vested_at: datetime,
+            program: Program, order_id: int | None = None) -> tuple[str, list]:
+    """``add_lot``'s insert and its parameters, for a caller that sends it with its other writes
+    (``sql.together``), after any draw-down of the same entry."""
     remaining = min(amount, max(balance_after, 0))
     expires_at = lot_expiry(vested_at, program.points.expiry, ZoneInfo(program.timezone))
-    await sql.execute(ADD_LOT, chain_id, member_id, entry.id, order_id, amount, remaining, vested_at, expires_at)
+    return ADD_LOT, [chain_id, member_id, entry_id, order_id, amount, remaining, vested_at, expires_at]
 
 
 async def take_from_lots(member_id: int, amount: int, order_first: int | None = None) -> int:

@@ -94,3 +94,25 @@ async def one(model, sql: str, *params: Any):
     them: ``SELECT <table>.*``), or None: the ORM's own hydration without its query building."""
     found = await rows(sql, *params)
     return model._init_from_db(**found[0]) if found else None
+
+
+async def together(*statements: tuple[str, list]) -> None:
+    """Write statements (inserts, updates, deletes of different rows, each with its own ``$1``
+    numbering) in one round trip on PostgreSQL: all but the last become data-modifying CTEs of
+    the last, their parameters renumbered. On SQLite, one after another."""
+    statements = tuple(s for s in statements if s[0])
+    if dialect() != "postgres":
+        for statement, params in statements:
+            await execute(statement, *params)
+        return
+    parts, everything = [], []
+    for index, (statement, params) in enumerate(statements):
+        text = _renumbered(statement, len(everything))
+        parts.append(text if index == len(statements) - 1 else f"w{index} AS ({text})")
+        everything += params
+    head = f"WITH {', '.join(parts[:-1])} " if len(parts) > 1 else ""
+    await execute(head + parts[-1], *everything)
+
+
+def _renumbered(statement: str, shift: int) -> str:
+    return _PLACEHOLDER.sub(lambda m: f"${int(m.group(1)) + shift}", statement)
