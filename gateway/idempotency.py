@@ -43,6 +43,7 @@ class Replay:
 class Claim:
     id: int
     token: str
+    chain_id: int  # every statement on the record names its chain too (docs/scaling.md)
 
 
 def read_key(header: str | None) -> str:
@@ -73,7 +74,7 @@ async def claim(chain_id: int, key: str, print_: str, now: datetime, vault: Vaul
         try:
             record = await IdempotencyRecord.create(chain_id=chain_id, key=key, fingerprint=print_, state="running",
                                                     token=token, locked_until=now + lease, created_at=now)
-            return Claim(record.id, token)
+            return Claim(record.id, token, chain_id)
         except IntegrityError:
             pass
         record = await IdempotencyRecord.get_or_none(chain_id=chain_id, key=key)
@@ -86,15 +87,15 @@ async def claim(chain_id: int, key: str, print_: str, now: datetime, vault: Vaul
         raise IdempotencyKeyReused("This Idempotency-Key was used with another request body")
     if record.state == "done":
         return Replay(record.status or 200, vault.decrypt(record.body) or "")
-    taken = await IdempotencyRecord.filter(id=record.id, state="running", locked_until__lt=now).update(
-        locked_until=now + lease, token=token)
+    taken = await IdempotencyRecord.filter(chain_id=chain_id, id=record.id, state="running",
+                                           locked_until__lt=now).update(locked_until=now + lease, token=token)
     if not taken:
         raise RequestInProgress("The first request with this Idempotency-Key is still running")
-    return Claim(record.id, token)
+    return Claim(record.id, token, chain_id)
 
 
 def _held(claim: Claim):
-    return IdempotencyRecord.filter(id=claim.id, token=claim.token, state="running")
+    return IdempotencyRecord.filter(chain_id=claim.chain_id, id=claim.id, token=claim.token, state="running")
 
 
 async def finish(claim: Claim, status: int, body: str, vault: Vault) -> bool:

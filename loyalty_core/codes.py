@@ -105,7 +105,8 @@ async def find_member(cache: Cache, vault: Vault, chain_id: int, code: str, at: 
         member = await Member.get_or_none(chain_id=chain_id, phone_hash=vault.lookup_hash(chain_id, code))
     else:
         identity = await Identity.get_or_none(chain_id=chain_id, channel="card", external_id=code)
-        member = await Member.get_or_none(id=identity.member_id) if identity and identity.member_id else None
+        member = (await Member.get_or_none(chain_id=chain_id, id=identity.member_id)
+                  if identity and identity.member_id else None)
     if member is None or member.erased_at is not None:
         raise CodeNotFound("No member with this code")
     return member, dynamic
