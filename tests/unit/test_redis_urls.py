@@ -45,6 +45,7 @@ def test_a_prefix_with_a_brace_is_refused():
     assert KeySpace(None, "loyalty:").key("{chain:1}", "nonce", 7, "n") == "loyalty:{chain:1}:nonce:7:n"  # type: ignore[arg-type]
 
 
-def test_a_cluster_without_a_node_for_a_slot_is_redis_unavailable():
+def test_a_cluster_without_a_node_for_a_slot_and_a_full_redis_are_redis_unavailable():
+    assert unavailable(redis.exceptions.OutOfMemoryError("OOM command not allowed when used memory > 'maxmemory'")) == "redis"
     assert unavailable(redis.exceptions.ClusterDownError("CLUSTERDOWN The cluster is down")) == "redis"
     assert unavailable(redis.exceptions.SlotNotCoveredError("slot 42 not covered")) == "redis"
