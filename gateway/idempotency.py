@@ -42,6 +42,7 @@ class Replay:
 class Claim:
     id: int
     token: str
+    chain_id: int  # every statement on the record names its chain too (docs/scaling.md)
 
 
 def read_key(header: str | None) -> str:
@@ -70,13 +71,14 @@ def _canonical(body: bytes) -> bytes:
 CLAIM = ("INSERT INTO idempotency_records (chain_id, key, fingerprint, state, token, locked_until, created_at) "
          "VALUES ($1, $2, $3, 'running', $4, $5, $6) ON CONFLICT (chain_id, key) DO NOTHING RETURNING id")
 CLAIMED = "SELECT id, fingerprint, state, status, body FROM idempotency_records WHERE chain_id = $1 AND key = $2"
-TAKE_OVER = ("UPDATE idempotency_records SET locked_until = $3, token = $4 "
-             "WHERE id = $1 AND state = 'running' AND locked_until < $2 RETURNING id")
-FINISH = ("UPDATE idempotency_records SET state = 'done', status = $3, body = $4 "
-          "WHERE id = $1 AND token = $2 AND state = 'running' RETURNING id")
-RENEW = ("UPDATE idempotency_records SET locked_until = $3 "
-         "WHERE id = $1 AND token = $2 AND state = 'running' RETURNING id")
-RELEASE = "DELETE FROM idempotency_records WHERE id = $1 AND token = $2 AND state = 'running' RETURNING id"
+TAKE_OVER = ("UPDATE idempotency_records SET locked_until = $4, token = $5 "
+             "WHERE chain_id = $1 AND id = $2 AND state = 'running' AND locked_until < $3 RETURNING id")
+FINISH = ("UPDATE idempotency_records SET state = 'done', status = $4, body = $5 "
+          "WHERE chain_id = $1 AND id = $2 AND token = $3 AND state = 'running' RETURNING id")
+RENEW = ("UPDATE idempotency_records SET locked_until = $4 "
+         "WHERE chain_id = $1 AND id = $2 AND token = $3 AND state = 'running' RETURNING id")
+RELEASE = ("DELETE FROM idempotency_records "
+           "WHERE chain_id = $1 AND id = $2 AND token = $3 AND state = 'running' RETURNING id")
 
 
 async def claim(chain_id: int, key: str, print_: str, now: datetime, vault: Vault,
@@ -85,7 +87,7 @@ async def claim(chain_id: int, key: str, print_: str, now: datetime, vault: Vaul
     token = secrets.token_hex(16)
     for _ in range(3):
         if created := await sql.rows(CLAIM, chain_id, key, print_, token, now + lease, now):
-            return Claim(int(created[0]["id"]), token)
+            return Claim(int(created[0]["id"]), token, chain_id)
         if found := await sql.rows(CLAIMED, chain_id, key):
             record = found[0]
             break
@@ -96,19 +98,19 @@ async def claim(chain_id: int, key: str, print_: str, now: datetime, vault: Vaul
         raise IdempotencyKeyReused("This Idempotency-Key was used with another request body")
     if record["state"] == "done":
         return Replay(record["status"] or 200, vault.decrypt(record["body"]) or "")
-    if not await sql.rows(TAKE_OVER, record["id"], now, now + lease, token):
+    if not await sql.rows(TAKE_OVER, chain_id, record["id"], now, now + lease, token):
         raise RequestInProgress("The first request with this Idempotency-Key is still running")
-    return Claim(int(record["id"]), token)
+    return Claim(int(record["id"]), token, chain_id)
 
 
 async def finish(claim: Claim, status: int, body: str, vault: Vault) -> bool:
     """Store the answer; False when the lease was taken over meanwhile (nothing is written)."""
-    return bool(await sql.rows(FINISH, claim.id, claim.token, status, vault.encrypt(body)))
+    return bool(await sql.rows(FINISH, claim.chain_id, claim.id, claim.token, status, vault.encrypt(body)))
 
 
 async def release(claim: Claim) -> None:
     """Forget a claim whose answer is not kept, so that the key can be sent again."""
-    await sql.rows(RELEASE, claim.id, claim.token)
+    await sql.rows(RELEASE, claim.chain_id, claim.id, claim.token)
 
 
 async def keep_alive(claim: Claim, now, lease: timedelta = LEASE, every: float | None = None) -> None:
@@ -116,7 +118,7 @@ async def keep_alive(claim: Claim, now, lease: timedelta = LEASE, every: float |
     cancelled when it ends."""
     while True:
         await asyncio.sleep(every if every is not None else lease.total_seconds() / 3)
-        if not await sql.rows(RENEW, claim.id, claim.token, now() + lease):
+        if not await sql.rows(RENEW, claim.chain_id, claim.id, claim.token, now() + lease):
             return
 
 

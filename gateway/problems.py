@@ -41,8 +41,11 @@ SERVICE_NAMES = {"database": "The database", "redis": "Redis"}
 DATABASE_DOWN = (asyncpg.PostgresConnectionError, asyncpg.OperatorInterventionError,
                  asyncpg.TooManyConnectionsError, DBConnectionError)
 # redis-py's ConnectionError covers refused, reset and "loading the dataset"; TimeoutError its
-# socket and connect timeouts.
-REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+# socket and connect timeouts; OutOfMemoryError a Redis at its maxmemory refusing a write (it
+# must not evict: docs/scaling.md); in a Redis Cluster, a slot without a node (CLUSTERDOWN, or
+# not covered by the map the client has).
+REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.OutOfMemoryError,
+              redis.exceptions.ClusterDownError, redis.exceptions.SlotNotCoveredError)
 
 
 def problem(status: int, code: str, title: str, detail: str | None = None, **extra) -> web.Response:

@@ -3,13 +3,16 @@ while only (delivered outbox rows, idempotency records).
 
 Several workers may run at once: a row is claimed by setting a lease inside a transaction that
 locks it with ``FOR UPDATE SKIP LOCKED`` (PostgreSQL; SQLite serialises writers anyway), so no
-two workers deliver the same row at the same time. Delivery is at least once; each event carries
+two workers deliver the same row at the same time. Rows are claimed one chain at a time, and
+every statement that locks or changes a row names its chain, so that on Citus each one runs on
+the chain's own shard (docs/scaling.md). Delivery is at least once; each event carries
 its ``event_id`` for receivers to dedupe. A worker that dies between delivering a row and marking
 it leaves the row leased; once the lease is over another worker delivers it again.
 """
 from __future__ import annotations
 
 import asyncio
+import random
 from datetime import datetime, timedelta
 from typing import Awaitable, Callable
 
@@ -57,12 +60,25 @@ class Relay:
         self._unmarked: dict[int, tuple[OutboxEvent, int]] = {}  # delivered, not yet marked (database down)
 
     async def claim(self, now: datetime) -> list[OutboxEvent]:
-        async with in_transaction():
-            free = Q(locked_until__isnull=True) | Q(locked_until__lt=now)
-            rows = await (OutboxEvent.filter(free, status="pending", next_attempt_at__lte=now)
-                          .order_by("id").limit(self.batch).select_for_update(skip_locked=True))
-            if rows:
-                await OutboxEvent.filter(id__in=[r.id for r in rows]).update(locked_until=now + self.lease)
+        """At most ``batch`` due rows: the chains that have some first (a read, no lock), then each
+        chain's share of the batch, locked and leased in one short transaction per chain. The
+        chains come in a random order, so that one chain's backlog never holds back the others."""
+        free = Q(locked_until__isnull=True) | Q(locked_until__lt=now)
+        due = OutboxEvent.filter(free, status="pending", next_attempt_at__lte=now)
+        chains = list(await due.distinct().values_list("chain_id", flat=True))
+        random.shuffle(chains)
+        share = max(1, self.batch // max(1, len(chains)))
+        rows: list[OutboxEvent] = []
+        for chain_id in chains:
+            if len(rows) >= self.batch:
+                break
+            async with in_transaction():
+                claimed = await (due.filter(chain_id=chain_id).order_by("id").limit(min(share, self.batch - len(rows)))
+                                 .select_for_update(skip_locked=True))
+                if claimed:
+                    await OutboxEvent.filter(chain_id=chain_id, id__in=[r.id for r in claimed]).update(
+                        locked_until=now + self.lease)
+            rows += claimed
         return rows
 
     async def deliver(self, event: OutboxEvent) -> None:
@@ -83,7 +99,7 @@ class Relay:
             await self.deliver(event)
         except Exception as error:  # any receiver failure is retried later, never lost
             dead = attempts >= MAX_ATTEMPTS
-            await OutboxEvent.filter(id=event.id).update(
+            await OutboxEvent.filter(chain_id=event.chain_id, id=event.id).update(
                 attempts=attempts, last_error=f"{type(error).__name__}: {error}"[:2000], locked_until=None,
                 status="dead" if dead else "pending", next_attempt_at=self.clock.now() + backoff(attempts))
             OUTBOX.labels(event.topic, "dead" if dead else "retry").inc()
@@ -95,8 +111,8 @@ class Relay:
         await self._mark(event, attempts)
 
     async def _mark(self, event: OutboxEvent, attempts: int) -> None:
-        await OutboxEvent.filter(id=event.id).update(attempts=attempts, status="delivered", locked_until=None,
-                                                     delivered_at=self.clock.now(), last_error=None)
+        await OutboxEvent.filter(chain_id=event.chain_id, id=event.id).update(
+            attempts=attempts, status="delivered", locked_until=None, delivered_at=self.clock.now(), last_error=None)
         del self._unmarked[event.id]
         OUTBOX.labels(event.topic, "delivered").inc()
 
@@ -145,13 +161,17 @@ class Schedule:
         return pruned
 
     async def _delete(self, candidates: QuerySet) -> int:
-        """At most ``max_batches`` DELETEs of at most ``batch`` rows each, until none is left."""
+        """At most ``max_batches`` batches of at most ``batch`` rows each, until none is left; a
+        batch is deleted by one DELETE per chain it holds rows of."""
         deleted = 0
         for _ in range(self.max_batches):
-            ids = await candidates.limit(self.batch).values_list("id", flat=True)
-            if ids:
-                deleted += await candidates.filter(id__in=ids).delete()
-            if len(ids) < self.batch:
+            found = await candidates.limit(self.batch).values_list("chain_id", "id")
+            by_chain: dict[int, list[int]] = {}
+            for chain_id, row_id in found:
+                by_chain.setdefault(chain_id, []).append(row_id)
+            for chain_id, ids in by_chain.items():
+                deleted += await candidates.filter(chain_id=chain_id, id__in=ids).delete()
+            if len(found) < self.batch:
                 break
         return deleted
 

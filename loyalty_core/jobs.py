@@ -43,7 +43,7 @@ async def vest_points(chain_id: int, now: datetime) -> JobReport:
 async def _vest_one(chain_id: int, pending_id: int, program, now: datetime) -> int | None:
     try:
         async with in_transaction():
-            pending = await PendingPoints.select_for_update().get(id=pending_id)
+            pending = await PendingPoints.select_for_update().get(chain_id=chain_id, id=pending_id)
             if pending.vested:
                 return None
             amount = int(pending.remaining)
@@ -55,7 +55,7 @@ async def _vest_one(chain_id: int, pending_id: int, program, now: datetime) -> i
             if amount:
                 await points.add_lot(chain_id, pending.member_id, entry, amount, pending.vest_at, program,
                                       order_id=pending.order_id)
-            await PendingPoints.filter(id=pending.id).update(vested=True, remaining=0)
+            await PendingPoints.filter(chain_id=chain_id, id=pending.id).update(vested=True, remaining=0)
             await announce_balance(chain_id, pending.member_id, entry.id, now)
             return amount
     except DuplicateEntry:
@@ -114,8 +114,9 @@ async def _expire_locked(chain_id: int, member_ids: list[int], due: datetime, no
     # taken first, as an order or an adjustment (which locks the member row) takes it, so that an
     # adjustment waiting for a points account never holds a member row this job waits for.
     if connections.get("default").capabilities.dialect == "postgres":
-        marks = ", ".join(f"${i + 1}" for i in range(len(member_ids)))
-        await sql.rows(f"SELECT id FROM members WHERE id IN ({marks}) ORDER BY id FOR KEY SHARE", *member_ids)
+        marks = ", ".join(f"${i + 2}" for i in range(len(member_ids)))
+        await sql.rows(f"SELECT id FROM members WHERE chain_id = $1 AND id IN ({marks}) ORDER BY id FOR KEY SHARE",
+                       chain_id, *member_ids)
     await Account.select_for_update().filter(chain_id=chain_id, member_id__in=member_ids, kind="points"
                                              ).order_by("member_id")
     lots = await PointsLot.filter(chain_id=chain_id, member_id__in=member_ids, remaining__gt=0, expires_at__lte=due
@@ -137,9 +138,9 @@ async def _expire_locked(chain_id: int, member_ids: list[int], due: datetime, no
         entries[member_id] = entry.id
     if not entries:
         return 0, 0
-    await PointsLot.filter(id__in=[lot["id"] for lot in lots]).update(remaining=0)
+    await PointsLot.filter(chain_id=chain_id, id__in=[lot["id"] for lot in lots]).update(remaining=0)
     raw: dict[int, dict[str, int]] = {}
-    for member_id, kind, balance in await Account.filter(member_id__in=list(entries)).values_list(
+    for member_id, kind, balance in await Account.filter(chain_id=chain_id, member_id__in=list(entries)).values_list(
             "member_id", "kind", "balance"):
         raw.setdefault(member_id, {})[kind] = int(balance)
     await emit_all(chain_id, [("balance.changed", {"member_id": member_id, "entry_id": entry_id,

@@ -202,7 +202,7 @@ async def _post_in_parts(chain_id: int, entry: Entry, legs: list[Leg]) -> Posted
         await tiers.add_figures(chain_id, entry.member_id, entry.tally.period, entry.tally.figures)
         t = entry.tally
         reading = await tiers.read_window(chain_id, entry.member_id, t.first, t.last, t.column)
-    accounts = await balances(entry.member_id) if entry.member_id is not None else {}
+    accounts = await balances(chain_id, entry.member_id) if entry.member_id is not None else {}
     return Posted(journal.id, moved, accounts, reading)
 
 
@@ -226,6 +226,6 @@ async def open_accounts(chain_id: int, member_id: int) -> None:
     )
 
 
-async def balances(member_id: int) -> dict[str, int]:
-    rows = await sql.rows("SELECT kind, balance FROM accounts WHERE member_id = $1", member_id)
+async def balances(chain_id: int, member_id: int) -> dict[str, int]:
+    rows = await sql.rows("SELECT kind, balance FROM accounts WHERE chain_id = $1 AND member_id = $2", chain_id, member_id)
     return {row["kind"]: int(row["balance"]) for row in rows}

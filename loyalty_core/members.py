@@ -100,7 +100,7 @@ async def announce_balance(chain_id: int, member_id: int, entry_id: int, now: da
     """Tell the outbox a member's balances changed (with the cause's ``also`` events, in the same
     insert); returns those balances for the caller's answer. ``balances``: the member's accounts as
     the cause's entry left them (``Posted.accounts``), else read here."""
-    balances = shown_balances(balances) if balances else await public_balances(member_id)
+    balances = shown_balances(balances) if balances else await public_balances(chain_id, member_id)
     await emit_all(chain_id, [balance_changed(member_id, entry_id, balances), *also], now)
     return balances
 
@@ -117,8 +117,8 @@ async def get_member(chain_id: int, member_id: int) -> Member:
     return member
 
 
-async def public_balances(member_id: int) -> dict[str, int]:
-    return shown_balances(await ledger.balances(member_id))
+async def public_balances(chain_id: int, member_id: int) -> dict[str, int]:
+    return shown_balances(await ledger.balances(chain_id, member_id))
 
 
 def shown_balances(raw: dict[str, int]) -> dict[str, int]:
@@ -184,7 +184,7 @@ async def counter_view_of(cache: codes.Cache, vault: Vault, chain_id: int, code:
 
 async def member_view(member: Member, program: Program, vault: Vault, now: datetime) -> dict:
     """A member as the admin API shows it: personal data decrypted but the phone masked."""
-    await member.fetch_related("identities")
+    identities = await Identity.filter(chain_id=member.chain_id, member_id=member.id).order_by("id")
     balances, tier = await balances_and_tier(member, program, now)
     name = vault.decrypt(member.name_enc)
     birthday = vault.decrypt(member.birthday_enc)
@@ -198,7 +198,7 @@ async def member_view(member: Member, program: Program, vault: Vault, now: datet
         "store_code": member.store_code,
         "tier": tier,
         "balances": balances,
-        "identities": [{"channel": i.channel, "external_id": i.external_id} for i in member.identities],
+        "identities": [{"channel": i.channel, "external_id": i.external_id} for i in identities],
         "tags": member.tags,
         "frozen": member.frozen,
         "frozen_reason": member.frozen_reason,
@@ -228,7 +228,8 @@ async def search_members(chain_id: int, vault: Vault, *, phone: str | None, iden
         channel, _, external_id = identity.partition(":")
         if not channel or not external_id:
             raise BadRequest("identity must be CHANNEL:ID")
-        query = query.filter(identities__channel=channel, identities__external_id=external_id)
+        query = query.filter(identities__chain_id=chain_id, identities__channel=channel,
+                             identities__external_id=external_id)
     if tier:
         query = query.filter(tier_code=tier)
     if after_id:
@@ -241,7 +242,7 @@ async def ledger_entries(chain_id: int, member_id: int, after_id: int | None, li
     if after_id:
         query = query.filter(id__lt=after_id)
     entries = await query.order_by("-id").limit(limit)
-    postings = await Posting.filter(entry_id__in=[e.id for e in entries], account_id__not_isnull=True)
+    postings = await Posting.filter(chain_id=chain_id, entry_id__in=[e.id for e in entries], account_id__not_isnull=True)
     changes: dict[int, dict[str, int]] = {}
     for posting in postings:
         changes.setdefault(posting.entry_id, {})
@@ -294,7 +295,7 @@ async def set_frozen(chain_id: int, member_id: int, frozen: bool, reason: str | 
     if member.erased_at is not None:
         raise MemberErased("An erased member stays frozen")
     member.frozen, member.frozen_reason = frozen, (reason if frozen else None)
-    await member.save(update_fields=["frozen", "frozen_reason"])
+    await Member.filter(chain_id=chain_id, id=member.id).update(frozen=member.frozen, frozen_reason=member.frozen_reason)
     return member
 
 
@@ -302,8 +303,8 @@ async def erase(chain_id: int, member_id: int, now: datetime) -> None:
     """PIPL erasure: personal data and identities go; the ledger stays, tied to an anonymous id."""
     async with in_transaction():
         member = await get_member(chain_id, member_id)
-        await Identity.filter(member_id=member.id).delete()
-        await Member.filter(id=member.id).update(
+        await Identity.filter(chain_id=chain_id, member_id=member.id).delete()
+        await Member.filter(chain_id=chain_id, id=member.id).update(
             phone_hash=None, phone_enc=None, phone_last4=None, name_enc=None, birthday_enc=None,
             card_no=None, tags=[], erased_at=now, frozen=True, frozen_reason="erased",
         )

@@ -47,7 +47,7 @@ class Terminal(Model):
 
     class Meta:
         table = "terminals"
-        unique_together = (("store", "code"),)
+        unique_together = (("store", "code", "chain"),)
 
 
 class AdminKey(Model):
@@ -118,7 +118,7 @@ class Account(Model):
 
     class Meta:
         table = "accounts"
-        unique_together = (("member", "kind"),)
+        unique_together = (("member", "kind", "chain"),)
 
 
 class JournalEntry(Model):
@@ -250,7 +250,7 @@ class Refund(Model):
 
     class Meta:
         table = "refunds"
-        unique_together = (("order", "refund_id"),)
+        unique_together = (("order", "refund_id", "chain"),)
 
 
 # What a member's tier metrics add up to in one month (``period`` yyyymm in the chain's timezone),
@@ -296,7 +296,7 @@ class IdempotencyRecord(Model):
 class OutboxEvent(Model):
     id = fields.BigIntField(primary_key=True)
     chain = fields.ForeignKeyField("loyalty.Chain", related_name="outbox", on_delete=fields.RESTRICT)
-    event_id = fields.CharField(max_length=36, unique=True)
+    event_id = fields.CharField(max_length=36)
     topic = fields.CharField(max_length=64)
     payload = fields.JSONField()
     status = fields.CharField(max_length=16, default="pending")
@@ -309,4 +309,5 @@ class OutboxEvent(Model):
 
     class Meta:
         table = "outbox_events"
+        unique_together = (("event_id", "chain"),)
         indexes = (("status", "next_attempt_at"), ("status", "delivered_at"))

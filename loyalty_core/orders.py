@@ -220,7 +220,7 @@ async def _apply(chain_id: int, order: OrderInput, figures: pricing.Quote, progr
     tier = {"code": _level(program, member).code, "name": _level(program, member).name, "changed": False}
     balances = None
     if member is not None:
-        principal, bonus = await _split_stored_value(member.id, order.payments)
+        principal, bonus = await _split_stored_value(chain_id, member.id, order.payments)
         pending_until = _pending_until(program, order.occurred_at)
         legs = _order_legs(member.id, row.points_redeemed, figures, principal, bonus, pending_until is not None)
         entry = await _post_order(chain_id, order, row, legs, tiers.tally(program, row.period, tiers.Figures(
@@ -275,12 +275,12 @@ def _pending_until(program: Program, occurred_at: datetime) -> datetime | None:
     return occurred_at + timedelta(days=days) if days > 0 else None
 
 
-async def _split_stored_value(member_id: int, payments: list[Payment]) -> tuple[int, int]:
+async def _split_stored_value(chain_id: int, member_id: int, payments: list[Payment]) -> tuple[int, int]:
     """Stored-value payments spend principal first, then bonus."""
     wanted = sum(p.amount for p in payments if p.method == "stored_value")
     if not wanted:
         return 0, 0
-    balances = await ledger.balances(member_id)
+    balances = await ledger.balances(chain_id, member_id)
     principal = min(wanted, max(balances.get("sv_principal", 0), 0))
     bonus = wanted - principal
     if bonus > balances.get("sv_bonus", 0):

@@ -149,7 +149,7 @@ class Books:
     async def check(self) -> None:
         assert await verify(self.chain_id) == []
         for m in self.ids:
-            stored = await ledger.balances(m)
+            stored = await ledger.balances(self.chain_id, m)
             for account in ("points", "growth", "sv_principal", "sv_bonus"):
                 assert stored[account] == self.balance[(m, account)], (m, account)
             for account in GUARDED:

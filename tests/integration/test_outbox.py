@@ -142,3 +142,16 @@ async def test_two_relays_never_deliver_the_same_event_twice(chain, clock):
     assert set(calls.values()) == {1}, [k for k, v in calls.items() if v > 1]
     assert await OutboxEvent.filter(chain_id=chain.chain_id, status="delivered", attempts=1).count() == 120
     assert len(set(delivered_by.values())) >= 2  # they really worked side by side
+
+
+async def test_a_claim_takes_a_share_of_every_chain_with_due_events(chain, other_chain, clock):
+    """One chain's backlog never holds back another's: the batch is shared between the chains."""
+    now = clock.now()
+    for kit in (chain, other_chain):
+        for i in range(5):
+            await emit(kit.chain_id, "test.event", {"n": i}, now - timedelta(seconds=1))
+    claimed = await Relay(clock, batch=4).claim(now)
+    assert Counter(event.chain_id for event in claimed) == {chain.chain_id: 2, other_chain.chain_id: 2}
+    again = await Relay(clock, batch=50).claim(now)  # the rest, none of the leased ones
+    assert Counter(event.chain_id for event in again) == {chain.chain_id: 3, other_chain.chain_id: 3}
+    assert {e.id for e in claimed} & {e.id for e in again} == set()
