@@ -145,7 +145,7 @@ WITH legs AS (
   WHERE a.chain_id = $1 ORDER BY a.id FOR NO KEY UPDATE OF a
 ), moved AS (
   UPDATE accounts a SET balance = a.balance + s.amount FROM sums s, locked k
-  WHERE a.id = k.id AND a.member_id = s.member_id AND a.kind = s.ledger
+  WHERE a.chain_id = $1 AND a.id = k.id AND a.member_id = s.member_id AND a.kind = s.ledger
     AND (s.guarded_debit = 0 OR a.balance + s.guarded_debit >= 0)
   RETURNING a.id, a.member_id, a.kind, a.balance
 ), entry AS (

@@ -283,7 +283,7 @@ async def adjust(chain_id: int, member_id: int, account: str, amount: int, reaso
             if amount > 0:
                 await points.add_lot(chain_id, member.id, entry, amount, now, program)
             else:
-                await points.take_from_lots(member_id, -amount)
+                await points.take_from_lots(chain_id, member_id, -amount)
         balances = await announce_balance(chain_id, member_id, entry.id, now)
         result = {"entry_id": entry.id, "account": account, "amount": amount, "reason": reason, "balances": balances}
         await seal_with(seal, result)

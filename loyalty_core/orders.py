@@ -92,7 +92,7 @@ async def quote(chain_id: int, order: OrderInput, program: Program, read_points:
     if member is None:
         figures = _guest(figures)
     elif figures.points_discount and read_points:
-        balance = await points.points_balance(member.id)
+        balance = await points.points_balance(chain_id, member.id)
         if balance < order.redeem_points:
             raise InsufficientPoints(f"{order.redeem_points} points asked, {max(balance, 0)} available")
     return figures
@@ -252,11 +252,11 @@ async def _keep_result(chain_id: int, row: Recorded, result: dict, principal: in
     """The order's points lot, its result and stored-value split, and its outbox events: one
     statement on PostgreSQL."""
     insert, params, _ = outbox.inserting(chain_id, events, now)
-    await sql.together(lot, (RESULT, [row.id, _json(result), principal, bonus, tier_after]), (insert, params))
+    await sql.together(lot, (RESULT, [chain_id, row.id, _json(result), principal, bonus, tier_after]), (insert, params))
 
 
-RESULT = ("UPDATE orders SET result = $2, stored_value_principal = $3, stored_value_bonus = $4, tier_after = $5 "
-          "WHERE id = $1")
+RESULT = ("UPDATE orders SET result = $3, stored_value_principal = $4, stored_value_bonus = $5, tier_after = $6 "
+          "WHERE chain_id = $1 AND id = $2")
 
 
 async def _post_order(chain_id: int, order: OrderInput, row: Recorded, legs: list[ledger.Leg],
@@ -266,7 +266,7 @@ async def _post_order(chain_id: int, order: OrderInput, row: Recorded, legs: lis
             key=f"order:{order.source}:{order.txn_id}", kind="order", member_id=row.member_id, channel=order.channel,
             ref=f"order:{row.id}", occurred_at=order.occurred_at, legs=legs, tally=tally))
     except InsufficientPoints:
-        available = await points.points_balance(row.member_id)
+        available = await points.points_balance(chain_id, row.member_id)
         raise InsufficientPoints(f"{row.points_redeemed} points asked, {max(available, 0)} available") from None
 
 
@@ -305,7 +305,7 @@ async def _move_points(chain_id: int, member_id: int, entry: ledger.Posted, row:
     """Draws the redeemed points from the member's lots now; returns the write that keeps the
     earned points (a lot, or a pending row) for the order's last statement."""
     if row.points_redeemed:
-        await points.take_from_lots(member_id, row.points_redeemed)
+        await points.take_from_lots(chain_id, member_id, row.points_redeemed)
     if not earned:
         return "", []
     if pending_until is not None:
@@ -357,13 +357,13 @@ async def refund_order(chain_id: int, refund: RefundInput, program: Program, now
 # refund_id cannot insert again; what the refund leaves on the order; the refund's answer.
 REFUND = ("INSERT INTO refunds (chain_id, order_id, refund_id, amount, lines, result, created_at) "
           "VALUES ($1, $2, $3, $4, $5, '{}', $6) ON CONFLICT DO NOTHING RETURNING id")
-REFUNDED = "UPDATE orders SET refunded_amount = $2, refund_state = $3, lines = $4 WHERE id = $1"
-REFUND_RESULT = "UPDATE refunds SET result = $2 WHERE id = $1"
+REFUNDED = "UPDATE orders SET refunded_amount = $3, refund_state = $4, lines = $5 WHERE chain_id = $1 AND id = $2"
+REFUND_RESULT = "UPDATE refunds SET result = $3 WHERE chain_id = $1 AND id = $2"
 
 
 async def _refunded_before(chain_id: int, refund: RefundInput) -> Placed | None:
-    done = await Refund.get_or_none(chain_id=chain_id, order__source=refund.source, order__txn_id=refund.txn_id,
-                                    refund_id=refund.refund_id)
+    done = await Refund.get_or_none(chain_id=chain_id, order__chain_id=chain_id, order__source=refund.source,
+                                    order__txn_id=refund.txn_id, refund_id=refund.refund_id)
     return Placed({**done.result, "duplicate": True}, True) if done is not None else None
 
 
@@ -414,8 +414,8 @@ async def _apply_refund(chain_id: int, order: Order, refund: RefundInput, progra
               "coupons_restored": [], "balances": balances, "tier": tier, "duplicate": False}
     insert, params, _ = outbox.inserting(chain_id, events, now)
     await sql.together(
-        (REFUNDED, [order.id, order.refunded_amount, _json(order.refund_state), _json(order.lines)]),
-        (REFUND_RESULT, [int(inserted[0]["id"]), _json(result)]), (insert, params))
+        (REFUNDED, [chain_id, order.id, order.refunded_amount, _json(order.refund_state), _json(order.lines)]),
+        (REFUND_RESULT, [chain_id, int(inserted[0]["id"]), _json(result)]), (insert, params))
     return result
 
 
@@ -451,16 +451,18 @@ async def _refund_tier(chain_id: int, order: Order, entry: ledger.Posted, progra
 async def _pending_of(order: Order, wanted: int) -> int:
     """Points of this order still pending are reversed there first. The pending row is locked
     before any account row, the same order ``vest_points`` takes them in: no deadlock."""
-    pending = await PendingPoints.select_for_update().get_or_none(order_id=order.id, vested=False)
+    pending = await PendingPoints.select_for_update().get_or_none(chain_id=order.chain_id, order_id=order.id,
+                                                                  vested=False)
     return min(wanted, int(pending.remaining)) if pending else 0
 
 
 async def _refund_points(chain_id: int, order: Order, entry: ledger.Posted, share: pricing.RefundShare,
                          from_pending: int, program: Program, now: datetime) -> None:
     if from_pending:
-        await PendingPoints.filter(order_id=order.id, vested=False).update(remaining=F("remaining") - from_pending)
+        await PendingPoints.filter(chain_id=chain_id, order_id=order.id, vested=False).update(
+            remaining=F("remaining") - from_pending)
     if share.points_reversed - from_pending:
-        await points.take_from_lots(order.member_id, share.points_reversed - from_pending, order_first=order.id)
+        await points.take_from_lots(chain_id, order.member_id, share.points_reversed - from_pending, order_first=order.id)
     if share.points_returned:
         await points.add_lot(chain_id, order.member_id, entry, share.points_returned, now, program)
 

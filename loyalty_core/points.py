@@ -18,8 +18,9 @@ from .program import Program
 from .rules.lots import LotView, draw, lot_expiry
 
 
-async def points_balance(member_id: int) -> int:
-    found = await sql.rows("SELECT balance FROM accounts WHERE member_id = $1 AND kind = 'points'", member_id)
+async def points_balance(chain_id: int, member_id: int) -> int:
+    found = await sql.rows("SELECT balance FROM accounts WHERE chain_id = $1 AND member_id = $2 AND kind = 'points'",
+                           chain_id, member_id)
     return int(found[0]["balance"])
 
 
@@ -33,7 +34,7 @@ async def add_lot(chain_id: int, member_id: int, entry: Posted, amount: int, ves
     them first (the entry knows the points balance it left)."""
     balance_after = entry.balance(member_id, "points")
     if balance_after is None:
-        balance_after = await points_balance(member_id)
+        balance_after = await points_balance(chain_id, member_id)
     statement, params = new_lot(chain_id, member_id, entry.id, balance_after, amount, vested_at, program, order_id)
     await sql.execute(statement, *params)
 
@@ -47,7 +48,7 @@ def new_lot(chain_id: int, member_id: int, entry_id: int, balance_after: int, am
     return ADD_LOT, [chain_id, member_id, entry_id, order_id, amount, remaining, vested_at, expires_at]
 
 
-async def take_from_lots(member_id: int, amount: int, order_first: int | None = None) -> int:
+async def take_from_lots(chain_id: int, member_id: int, amount: int, order_first: int | None = None) -> int:
     """Draw ``amount`` from the lots expiring first; returns what the lots could give.
 
     A refund's claw-back names its order (``order_first``): the lots that order made are drawn
@@ -57,14 +58,14 @@ async def take_from_lots(member_id: int, amount: int, order_first: int | None = 
     if amount <= 0:
         return 0
     if sql.dialect() == "postgres":
-        taken = await sql.rows(DRAW, member_id, order_first, amount)
+        taken = await sql.rows(DRAW, chain_id, member_id, order_first, amount)
         return sum(int(row["taken"]) for row in taken)
-    lots = await PointsLot.filter(member_id=member_id, remaining__gt=0).order_by("id")
+    lots = await PointsLot.filter(chain_id=chain_id, member_id=member_id, remaining__gt=0).order_by("id")
     views = [LotView(lot.id, int(lot.remaining), lot.expires_at, order_first is not None and lot.order_id == order_first)
              for lot in lots]
     total = 0
     for lot_id, take in draw(views, amount):
-        await PointsLot.filter(id=lot_id).update(remaining=F("remaining") - take)
+        await PointsLot.filter(chain_id=chain_id, id=lot_id).update(remaining=F("remaining") - take)
         total += take
     return total
 
@@ -74,10 +75,10 @@ async def take_from_lots(member_id: int, amount: int, order_first: int | None = 
 DRAW = """
 WITH open AS (
   SELECT id, remaining, SUM(remaining) OVER (
-    ORDER BY COALESCE(order_id = $2::bigint, false) DESC, expires_at IS NULL, expires_at, id) - remaining AS before
-  FROM points_lots WHERE member_id = $1 AND remaining > 0
+    ORDER BY COALESCE(order_id = $3::bigint, false) DESC, expires_at IS NULL, expires_at, id) - remaining AS before
+  FROM points_lots WHERE chain_id = $1 AND member_id = $2 AND remaining > 0
 )
-UPDATE points_lots l SET remaining = l.remaining - LEAST(o.remaining, $3::bigint - o.before)
-FROM open o WHERE l.id = o.id AND o.before < $3::bigint
-RETURNING LEAST(o.remaining, $3::bigint - o.before) AS taken
+UPDATE points_lots l SET remaining = l.remaining - LEAST(o.remaining, $4::bigint - o.before)
+FROM open o WHERE l.chain_id = $1 AND l.id = o.id AND o.before < $4::bigint
+RETURNING LEAST(o.remaining, $4::bigint - o.before) AS taken
 """

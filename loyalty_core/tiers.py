@@ -213,7 +213,7 @@ async def settle_after_refund(member: Member, program: Program, lifted_to: str |
 
 
 async def _move_tier(member: Member, current: Level, target: Level, now: datetime, why: str) -> None:
-    await Member.filter(id=member.id).update(tier_code=target.code, tier_since=now)
+    await Member.filter(chain_id=member.chain_id, id=member.id).update(tier_code=target.code, tier_since=now)
     member.tier_code = target.code
     await emit(member.chain_id, "tier.changed", {"member_id": member.id, "from": current.code, "to": target.code,
                                                  "reason": why}, now)

@@ -63,7 +63,7 @@ class Books:
             if points_move > 0:
                 await points.add_lot(self.chain_id, member_id, entry, points_move, self.now, Program())
             elif points_move < 0:
-                await points.take_from_lots(member_id, -points_move)
+                await points.take_from_lots(self.chain_id, member_id, -points_move)
             growth = sum(leg.amount for leg in legs if leg.ledger == "growth" and leg.member_id == member_id)
             if growth:  # growth moves with the member's tier figures, as every core path keeps them
                 await tiers.add_figures(self.chain_id, member_id, 202611, tiers.Figures(growth=growth))
