@@ -200,10 +200,17 @@ WHERE p.amount IS DISTINCT FROM -d.points""", chain_id),
             await conn.close()
 
     async def explain_scan(self, now: datetime) -> list[str]:
+        """The plan of the job's first step with the statistics as the load left them, and again
+        after ANALYZE (as autovacuum would have it once the expired lots are counted)."""
         conn = await bulk.connect(self.url)
         try:
-            rows = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + DUE_SCAN, self.chain.chain_id, 0, now, 0, 1000)
-            return [r[0] for r in rows]
+            out = []
+            for title in ("statistics of before the run", "after ANALYZE points_lots"):
+                if out:
+                    await conn.execute("ANALYZE points_lots")
+                rows = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + DUE_SCAN, self.chain.chain_id, 0, now, 0, 1000)
+                out += [f"-- {title}:"] + [r[0] for r in rows]
+            return out
         finally:
             await conn.close()
 
