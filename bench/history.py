@@ -28,9 +28,11 @@ latency is one request's), for the measured members in turn: ``POST /v1/pos/scan
 signed with a new nonce; ``GET /v1/members/{id}`` (balances, tier and its progress, identities) with
 the owner key; and, for information, ``GET /v1/members/{id}/ledger?limit=N`` (the first page,
 N = ``--small-own`` up to 50, so that it holds as many entries in both states).
-Rounds alternate the states (a b, b a, a b, ...; 6 rounds of 150 requests by default, so that a
-burst of other work on the machine falls on both states alike), each a warm-up and then
-``--requests`` of each endpoint. It prints median and p95 per state, the ratio b/a, PASS when the medians are within
+In each of ``--rounds`` (3) rounds, after a warm-up of each state, the ``--requests`` (300) of each
+endpoint go to the two states interleaved: one request to one, the same request to the other, the
+order turning at each request and each round, so that a burst of other work on the shared machine
+falls on both states alike (``--blocks``: all of one state's requests, then the other's, the order
+turning each round). It prints median and p95 per state, the ratio b/a, PASS when the medians are within
 ``--tolerance`` (20 %) of each other and MISS otherwise; then the statements each request sends
 to PostgreSQL in each state, counted in-process (``tests/roundtrips.py``) with the caches warm:
 the same count in both states shows that no statement grows with history. It writes
@@ -50,7 +52,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import Counter
 from datetime import datetime, timedelta, timezone
 from importlib import metadata
 from pathlib import Path
@@ -217,32 +218,48 @@ class Bench:
         path = f"/v1/members/{member_id}" + (f"/ledger?limit={self.page}" if endpoint == "ledger" else "")
         return f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {self.chain.admin_key}\r\n\r\n".encode()
 
-    async def turn(self, state: str, connection: Connection) -> tuple[dict[str, list[float]], Counter, dict]:
-        """One state's turn in a round: a warm-up, then ``--requests`` of each endpoint in a row."""
-        args, host = self.args, f"127.0.0.1:{self.servers[state].port}"
-        latencies = {e: [] for e in ENDPOINTS}
-        statuses: Counter = Counter()
-        samples: dict = {}
-        clock = time.perf_counter
-        for k in range(args.warmup):
-            member_id, index = self.measured[k % len(self.measured)]
+    async def send(self, state: str, connection: Connection, endpoint: str, k: int, figures: dict,
+                   measured: bool = True) -> None:
+        member_id, index = self.measured[k % len(self.measured)]
+        data = self.request(endpoint, member_id, index, f"127.0.0.1:{self.servers[state].port}")
+        began = time.perf_counter()
+        status, body = await connection.send(data)
+        seconds = time.perf_counter() - began
+        if not measured:
+            return
+        figures["latencies_ms"][endpoint].append(round(seconds * 1000, 3))
+        figures["statuses"][f"{endpoint} {status}"] = figures["statuses"].get(f"{endpoint} {status}", 0) + 1
+        samples = figures["samples"]
+        if status != 200:
+            samples.setdefault(f"{endpoint} {status}", body[:300].decode(errors="replace"))
+        elif endpoint not in samples:
+            answer = json.loads(body)
+            samples[endpoint] = answer if endpoint != "ledger" else {
+                "items": len(answer["items"]), "first": answer["items"][0] if answer["items"] else None}
+
+    async def one_round(self, number: int, connections: dict[str, Connection]) -> dict:
+        """A warm-up of each state, then ``--requests`` of each endpoint per state: interleaved by
+        default (a request to one state, the same to the other, the order turning each time, so that
+        whatever else the machine does falls on both alike), or with ``--blocks`` all of one state's,
+        then all of the other's (the order turning each round)."""
+        args = self.args
+        order = STATES if number % 2 else tuple(reversed(STATES))
+        out = {state: {"latencies_ms": {e: [] for e in ENDPOINTS}, "statuses": {}, "samples": {}} for state in STATES}
+        for state in order:
+            for k in range(args.warmup):
+                for endpoint in ENDPOINTS:
+                    await self.send(state, connections[state], endpoint, k, out[state], measured=False)
+        if args.blocks:
+            for state in order:
+                for endpoint in ENDPOINTS:
+                    for k in range(args.requests):
+                        await self.send(state, connections[state], endpoint, k, out[state])
+        else:
             for endpoint in ENDPOINTS:
-                await connection.send(self.request(endpoint, member_id, index, host))
-        for endpoint in ENDPOINTS:
-            for k in range(args.requests):
-                member_id, index = self.measured[k % len(self.measured)]
-                data = self.request(endpoint, member_id, index, host)
-                began = clock()
-                status, body = await connection.send(data)
-                latencies[endpoint].append(clock() - began)
-                statuses[f"{endpoint} {status}"] += 1
-                if status != 200:
-                    samples.setdefault(f"{endpoint} {status}", body[:300].decode(errors="replace"))
-                elif endpoint not in samples and k == 0:
-                    answer = json.loads(body)
-                    samples[endpoint] = answer if endpoint != "ledger" else {
-                        "items": len(answer["items"]), "first": answer["items"][0] if answer["items"] else None}
-        return latencies, statuses, samples
+                for k in range(args.requests):
+                    for state in (order if k % 2 == 0 else tuple(reversed(order))):
+                        await self.send(state, connections[state], endpoint, k, out[state])
+        return {"order": list(order), "interleaved": not args.blocks, **out}
 
     async def rounds(self) -> list[dict]:
         loop = asyncio.get_running_loop()
@@ -252,16 +269,13 @@ class Bench:
         out = []
         try:
             for number in range(1, self.args.rounds + 1):
-                order = STATES if number % 2 else tuple(reversed(STATES))
-                figures = {}
-                for state in order:
-                    latencies, statuses, samples = await self.turn(state, connections[state])
-                    figures[state] = {"latencies_ms": {e: [round(v * 1000, 3) for v in latencies[e]] for e in ENDPOINTS},
-                                      "statuses": dict(statuses), "samples": samples}
+                figures = await self.one_round(number, connections)
+                for state in figures["order"]:
+                    statuses = figures[state]["statuses"]
                     say(f"round {number} state {state}: " + ", ".join(
-                        f"{e} median {statistics.median(latencies[e]) * 1000:.2f} ms" for e in ENDPOINTS)
-                        + ("" if all(k.endswith(" 200") for k in statuses) else f"  UNEXPECTED {dict(statuses)}"))
-                out.append({"order": list(order), **figures})
+                        f"{e} median {statistics.median(figures[state]['latencies_ms'][e]):.2f} ms" for e in ENDPOINTS)
+                        + ("" if all(k.endswith(" 200") for k in statuses) else f"  UNEXPECTED {statuses}"))
+                out.append(figures)
         except (Closed, TimeoutError, OSError) as error:
             raise SystemExit(f"bench: a gateway stopped answering: {error}") from None
         finally:
@@ -456,8 +470,9 @@ def render(report: dict) -> list[str]:
              f"{m['shared_buffers']}), commit {m['git_commit'][:10]}{' (dirty)' if m['git_dirty'] else ''}, "
              f"load average at start {m['loadavg_at_start'][0]:.2f}, at end {m['loadavg_at_end'][0]:.2f}",
              f"  {s['members']:,} members + 1; {s['measured']} measured members; one loyalty serve --workers 1 per "
-             f"state; {s['rounds']} rounds alternating the states, each {s['warmup']} warm-up requests of each "
-             f"endpoint then {s['requests']} sequential requests of each", ""]
+             f"state; {s['rounds']} rounds, each {s['warmup']} warm-up requests of each endpoint per state, then "
+             f"{s['requests']} sequential requests of each per state, "
+             + ("in blocks (one state, then the other)" if s.get("blocks") else "the states interleaved"), ""]
     for state in STATES:
         st = states[state]
         lines.append(f"  state {state}: {st['counts']['journal_entries']:,} journal entries in the chain "
@@ -525,10 +540,12 @@ def parser() -> argparse.ArgumentParser:
                      help="entries of each measured member in state a (default 10)")
     top.add_argument("--large-own", type=bounded(int, 1, 1_000_000), default=10_000,
                      help="entries of each measured member in state b (default 10000)")
-    top.add_argument("--rounds", type=bounded(int, 1, 40), default=6,
-                     help="rounds, each state once, a b then b a ... (default 6)")
-    top.add_argument("--requests", type=bounded(int, 10, 100_000), default=150,
-                     help="measured requests of each endpoint per state and round (default 150)")
+    top.add_argument("--rounds", type=bounded(int, 1, 40), default=3,
+                     help="rounds, each with both states, a first then b first ... (default 3)")
+    top.add_argument("--requests", type=bounded(int, 10, 100_000), default=300,
+                     help="measured requests of each endpoint per state and round (default 300)")
+    top.add_argument("--blocks", action="store_true",
+                     help="in each round all of one state's requests, then the other's (default: interleaved)")
     top.add_argument("--warmup", type=bounded(int, 0, 10_000), default=30,
                      help="unmeasured requests of each endpoint before each turn (default 30)")
     top.add_argument("--count-requests", type=bounded(int, 1, 100), default=5,
