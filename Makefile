@@ -84,14 +84,14 @@ bench-inprocess: setup
 
 ## make bench-history: scan and member view with 1,000 and with 1,000,000 journal entries in the chain (two
 ## throwaway PostgreSQL databases, the history written in bulk, loyalty serve --workers 1 each, alternating
-## rounds of sequential requests); PASS/MISS within 20 %, statements per request; about 4 minutes.
+## rounds of interleaved sequential requests); PASS/MISS within 20 %, statements per request; about 2 minutes.
 ## Options: make bench-history BENCH_ARGS='--large 200000 --large-own 2000' (see .venv/bin/python -m bench.history --help)
 bench-history: $(BENCH_STAMP)
 	$(BIN)/python -m bench.history $(BENCH_ARGS)
 
 ## make bench-expiry: the expire_points job over 1,000,000 due lots of 100,000 members (a throwaway PostgreSQL
 ## database, the lots written in bulk); lots/s and members/s, SQL checks and verify after, a second run that
-## must do nothing. Options: make bench-expiry BENCH_ARGS='--members 10000 --lots 100000'
+## must do nothing; about 5 minutes. Options: make bench-expiry BENCH_ARGS='--members 10000 --lots 100000'
 bench-expiry: $(BENCH_STAMP)
 	$(BIN)/python -m bench.expiry $(BENCH_ARGS)
 
