@@ -10,7 +10,7 @@ TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 TEST_REDIS_URL    ?= redis://127.0.0.1:6379/0
 export TEST_POSTGRES_URL TEST_REDIS_URL
 
-.PHONY: setup run test lint test-sqlite test-postgres fuzz serve worker migrate migrations verify bench bench-inprocess contract-check clean
+.PHONY: setup run test lint test-sqlite test-postgres fuzz serve worker migrate migrations verify bench bench-inprocess bench-history bench-expiry contract-check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -81,6 +81,19 @@ bench: $(BENCH_STAMP)
 ## make bench-inprocess: the older in-process bench (seven scenarios, the app and its client in one process)
 bench-inprocess: setup
 	$(BIN)/python -m bench.inprocess $(BENCH_ARGS)
+
+## make bench-history: scan and member view with 1,000 and with 1,000,000 journal entries in the chain (two
+## throwaway PostgreSQL databases, the history written in bulk, loyalty serve --workers 1 each, alternating
+## rounds of interleaved sequential requests); PASS/MISS within 20 %, statements per request; about 2 minutes.
+## Options: make bench-history BENCH_ARGS='--large 200000 --large-own 2000' (see .venv/bin/python -m bench.history --help)
+bench-history: $(BENCH_STAMP)
+	$(BIN)/python -m bench.history $(BENCH_ARGS)
+
+## make bench-expiry: the expire_points job over 1,000,000 due lots of 100,000 members (a throwaway PostgreSQL
+## database, the lots written in bulk); lots/s and members/s, SQL checks and verify after, a second run that
+## must do nothing; about 5 minutes. Options: make bench-expiry BENCH_ARGS='--members 10000 --lots 100000'
+bench-expiry: $(BENCH_STAMP)
+	$(BIN)/python -m bench.expiry $(BENCH_ARGS)
 
 contract-check:
 	../shared/tools/contract-check http://$(HOST):$(PORT)

@@ -10,7 +10,8 @@ and stored value, every 3rd with its own card number), runs the real command
 (``loyalty import members``, a child process, its progress on stderr) and prints members/s. With
 ``--kill-at F`` the first run is SIGKILLed once its checkpoint passes that share of the file and
 the same command is run again, which must go on from the checkpoint. Then it checks the members,
-the welcome entries and the ledger's sums with SQL and drops the database.
+the welcome entries and the ledger's sums with SQL and drops the database. The figures go to
+``bench/results/<timestamp>-import-<rows>.json`` as well.
 """
 from __future__ import annotations
 
@@ -18,12 +19,14 @@ import argparse
 import asyncio
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import asyncpg
@@ -161,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                  "postgres://postgres@127.0.0.1:5432/postgres"))
     args = parser.parse_args(argv)
     name = f"loyalty_bench_import_{uuid.uuid4().hex[:8]}"
+    stamp, load_at_start, runs = datetime.now().strftime("%Y%m%d-%H%M%S"), os.getloadavg(), []
     with tempfile.TemporaryDirectory(prefix="loyalty-import-bench-") as tmp:
         csv_path = Path(tmp) / "members.csv"
         started = time.perf_counter()
@@ -172,10 +176,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"database {name}, chain {chain_id}; importing with batches of {args.batch_size}", flush=True)
             code, seconds = run_import(url, chain_id, csv_path, args.batch_size, args.parallel, args.kill_at)
             total_seconds = seconds
+            runs.append({"exit": code, "seconds": round(seconds, 1)})
             if args.kill_at is not None:
                 print(f"  first run: exit {code} after {seconds:.1f} s; running the same command again", flush=True)
                 code, seconds = run_import(url, chain_id, csv_path, args.batch_size, args.parallel, None)
                 total_seconds += seconds
+                runs.append({"exit": code, "seconds": round(seconds, 1)})
             figures = asyncio.run(check(url, chain_id))
         finally:
             asyncio.run(drop(args.postgres_url, name))
@@ -189,7 +195,27 @@ def main(argv: list[str] | None = None) -> int:
           and not figures["members whose lots differ"])
     print("checks: " + ("all as expected" if ok else f"NOT as expected (expected {expected})"))
     print(f"dropped database {name}")
+    write_result(stamp, args, expected, figures, runs, code, total_seconds, ok, load_at_start)
     return 0 if ok else 1
+
+
+def write_result(stamp: str, args, expected: dict, figures: dict, runs: list[dict], code: int, seconds: float,
+                 ok: bool, load_at_start) -> None:
+    repo = Path(__file__).resolve().parent.parent
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    report = {"kind": "import", "started_at": stamp,
+              "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                          "python": platform.python_version(), "loadavg_at_start": load_at_start,
+                          "loadavg_at_end": os.getloadavg(), "git_commit": commit},
+              "settings": {k: v for k, v in vars(args).items() if k != "postgres_url"},
+              "runs": runs, "exit": code, "seconds": round(seconds, 1),
+              "rows_per_second": round(args.rows / seconds, 1),
+              "members_per_second": round(figures["members"] / seconds, 1),
+              "expected": expected, "figures": {k: int(v) for k, v in figures.items()}, "all_as_expected": ok}
+    path = repo / "bench" / "results" / f"{stamp}-import-{args.rows}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {path.relative_to(repo)}")
 
 
 if __name__ == "__main__":
