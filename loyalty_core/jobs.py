@@ -4,7 +4,7 @@ once: every unit of work re-reads its rows under lock before acting and posts un
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 from tortoise.connection import connections
 from tortoise.transactions import in_transaction
@@ -62,7 +62,13 @@ async def _vest_one(chain_id: int, pending_id: int, program, now: datetime) -> i
         return None
 
 
-EXPIRY_SCAN = 1000  # due lots read per step, in id order
+EXPIRY_SCAN = 1000  # due lots read per step, in expiry order
+# The open lots in expiry order from where the last step stopped (an index of the open lots
+# only, migration 0006): the scan stops at the first lot not yet due, whatever the chain's history.
+DUE_LOTS = ("SELECT id, member_id, expires_at FROM points_lots "
+            "WHERE chain_id = $1 AND remaining > 0 AND expires_at <= $2 AND (expires_at, id) > ($3, $4) "
+            "ORDER BY expires_at, id LIMIT $5")
+BEFORE_ANY = datetime(1970, 1, 1, tzinfo=timezone.utc)
 EXPIRY_MEMBERS = 100  # members per transaction: their points accounts stay locked only that long
 
 
@@ -70,17 +76,17 @@ async def expire_points(chain_id: int, now: datetime) -> JobReport:
     """What is left of every lot whose expiry has passed is removed: one journal entry per member
     for the sum of their expired lots, and one balance announcement.
 
-    Due lots are read in steps of ``EXPIRY_SCAN`` by id; their members are expired in small groups,
-    one short transaction each. ``processed`` counts the lots expired, ``points`` their points."""
+    Due lots are read in steps of ``EXPIRY_SCAN`` in expiry order; their members are expired in
+    small groups, one short transaction each. ``processed`` counts the lots expired, ``points``
+    their points."""
     due = utc(now)
-    after = done = total = 0
+    after, done, total = (BEFORE_ANY, 0), 0, 0
     while True:
-        lots = await PointsLot.filter(chain_id=chain_id, remaining__gt=0, expires_at__lte=due, id__gt=after
-                                      ).order_by("id").limit(EXPIRY_SCAN).values_list("id", "member_id")
+        lots = await sql.rows(DUE_LOTS, chain_id, due, *after, EXPIRY_SCAN)
         if not lots:
             break
-        after = lots[-1][0]
-        members = sorted({member_id for _, member_id in lots})
+        after = (lots[-1]["expires_at"], lots[-1]["id"])
+        members = sorted({lot["member_id"] for lot in lots})
         for start in range(0, len(members), EXPIRY_MEMBERS):
             lots_expired, points_expired = await _expire_members(chain_id, members[start:start + EXPIRY_MEMBERS],
                                                                  due, now)

@@ -175,7 +175,9 @@ class PointsLot(Model):
 
     class Meta:
         table = "points_lots"
-        indexes = (("member_id", "remaining"), ("chain_id", "expires_at"), ("order_id",))
+        # and two partial indexes of the lots still open (remaining > 0), by expiry and by member
+        # in draw order: migration 0006
+        indexes = (("order_id",),)
 
 
 # Earned points that wait for ``vest_at`` (``pending_days``, or a marketplace confirmation).

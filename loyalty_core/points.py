@@ -72,11 +72,21 @@ async def take_from_lots(chain_id: int, member_id: int, amount: int, order_first
 
 # rules.lots.draw_order in SQL: the refunded order's lots, then the soonest to expire, never-expiring
 # last; each lot gives what is left of the amount after the lots before it ("before": their sum).
+# Every open lot holds at least one point, so no draw needs more than ``amount`` lots of either
+# kind: each part reads at most that many, in the order of the index of a member's open lots
+# (migration 0006), never the member's whole history.
 DRAW = """
-WITH open AS (
-  SELECT id, remaining, SUM(remaining) OVER (
-    ORDER BY COALESCE(order_id = $3::bigint, false) DESC, expires_at IS NULL, expires_at, id) - remaining AS before
-  FROM points_lots WHERE chain_id = $1 AND member_id = $2 AND remaining > 0
+WITH candidates AS (
+  (SELECT id, remaining, expires_at, 0 AS first_rank FROM points_lots
+   WHERE chain_id = $1 AND member_id = $2 AND remaining > 0 AND order_id = $3::bigint
+   ORDER BY expires_at, id LIMIT $4)
+  UNION ALL
+  (SELECT id, remaining, expires_at, 1 FROM points_lots
+   WHERE chain_id = $1 AND member_id = $2 AND remaining > 0 AND NOT COALESCE(order_id = $3::bigint, false)
+   ORDER BY expires_at, id LIMIT $4)
+), open AS (
+  SELECT id, remaining, SUM(remaining) OVER (ORDER BY first_rank, expires_at, id) - remaining AS before
+  FROM candidates
 )
 UPDATE points_lots l SET remaining = l.remaining - LEAST(o.remaining, $4::bigint - o.before)
 FROM open o WHERE l.chain_id = $1 AND l.id = o.id AND o.before < $4::bigint

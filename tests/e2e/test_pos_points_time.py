@@ -5,7 +5,7 @@ from datetime import datetime
 
 from loyalty_core.verify import verify
 
-from ..helpers import ledger_items, problem
+from ..helpers import adjustment, ledger_items, problem
 from .programs import line, order, program
 
 
@@ -129,6 +129,31 @@ async def test_spending_draws_the_lot_that_expires_first(till, clock):
     # The spend took the expiring lot (100), so only the 9 earned by L3 expire; the 100 "never" points remain.
     assert expired["points"] == 9
     assert (await till.member(member["id"]))["balances"]["points"] == 100
+    assert await verify() == []
+
+
+async def test_a_redemption_draws_lots_without_an_order_across_several_and_only_the_members_own(till, clock):
+    """Adjustment lots name no order: a redemption draws them like any other, soonest to expire
+    first, across as many lots as it needs, and never another member's."""
+    await till.set_program(program(expiry={"mode": "rolling_months", "months": 12}))
+    spender, keeper = await till.new_member("13700000021"), await till.new_member("13700000022")
+    for day in ("01", "02", "03"):
+        at(clock, f"2026-01-{day}T10:00:00+08:00")
+        for member in (spender, keeper):
+            assert (await adjustment(till, member["id"], 60, reason=f"lot {day}")).status == 201
+    # 100 points off 1000 fen: the 1st's lot goes whole, 40 of the 2nd's; 900 paid earns 9.
+    sold = await till.sale(order("D1", [line("LATTE", "coffee", 1000)], 900, member_id=spender["id"],
+                                 redeem_points=100, at=at(clock, "2026-01-10T10:00:00+08:00")))
+    assert (sold["points_redeemed"], sold["points_earned"], sold["balances"]["points"]) == (100, 9, 89)
+    assert await verify() == []
+    # Twelve months on, the adjustments' lots are due (the spender's 20 + 60 left, the keeper's
+    # 3 x 60), the order's 9 not yet.
+    at(clock, "2027-01-04T00:00:00+08:00")
+    assert (await job(till, "expire_points"))["points"] == 20 + 60 + 3 * 60
+    assert (await till.member(spender["id"]))["balances"]["points"] == 9
+    assert (await till.member(keeper["id"]))["balances"]["points"] == 0
+    at(clock, "2027-02-01T00:00:00+08:00")
+    assert (await job(till, "expire_points"))["points"] == 9
     assert await verify() == []
 
 
