@@ -36,6 +36,19 @@ MIGRATIONS = HERE.parent / "loyalty_core" / "migrations"
 PER_PROCESS_CONCURRENCY = 8
 
 
+# A live database holds 48 h of answered Idempotency-Keys (the worker deletes older ones). The seed
+# writes them too: planned against an empty table, the claim's and the answer's statements would
+# keep a sequential scan's plan for as long as nothing analyzes the table again (autovacuum does,
+# on a server where it runs), and the gateway would slow down with every key it stores.
+IDEMPOTENCY_RECORDS = 20_000
+RETAINED_KEYS = """
+INSERT INTO idempotency_records (chain_id, key, fingerprint, state, token, status, body, locked_until, created_at)
+SELECT $1, 'seed-' || g, md5(g::text) || md5(g::text), 'done', md5(g::text), 201, repeat('x', 600),
+       now() - (g % 172800) * interval '1 second', now() - (g % 172800) * interval '1 second'
+FROM generate_series(1, $2::int) g
+"""
+
+
 def seed_hash(members: int) -> str:
     """What the template depends on: the schema, how it is seeded, and how many members."""
     digest = hashlib.sha256(f"seed v{SEED_VERSION} members {members}\n".encode())
@@ -155,6 +168,7 @@ async def _seed(url: str, members: int, processes: int, say) -> dict:
     try:
         await conn.execute("CREATE TABLE bench_seed (id int PRIMARY KEY, meta jsonb NOT NULL)")
         await conn.execute("INSERT INTO bench_seed VALUES (1, $1)", json.dumps(meta))
+        await conn.execute(RETAINED_KEYS, chain.id, IDEMPOTENCY_RECORDS)
         await conn.execute("VACUUM ANALYZE")
     finally:
         await conn.close()
