@@ -33,6 +33,8 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from loyalty_core import jobs
+
 from . import bulk, common
 from .history import bounded
 from .history import Bench as _History
@@ -42,9 +44,8 @@ RESULTS = REPO / "bench" / "results"
 DUE_FROM_DAYS, DUE_TO_DAYS = 1090, 770   # the due sales' ages (days): their lots expired 1 to 11 months ago
 FRESH_DAYS = 10
 
-# The job's scan for due lots (jobs.expire_points), as Tortoise sends it, for EXPLAIN.
-DUE_SCAN = ('SELECT "id" "0","member_id" "1" FROM "points_lots" WHERE "chain_id"=$1 AND "remaining">$2 AND '
-            '"expires_at"<=$3 AND "id">$4 ORDER BY "id" ASC LIMIT $5')
+# The job's scan for due lots (jobs.expire_points), for EXPLAIN.
+DUE_SCAN = jobs.DUE_LOTS
 
 
 def say(text: str = "") -> None:
@@ -208,7 +209,8 @@ WHERE p.amount IS DISTINCT FROM -d.points""", chain_id),
             for title in ("statistics of before the run", "after ANALYZE points_lots"):
                 if out:
                     await conn.execute("ANALYZE points_lots")
-                rows = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + DUE_SCAN, self.chain.chain_id, 0, now, 0, 1000)
+                rows = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + DUE_SCAN, self.chain.chain_id, now,
+                                        jobs.BEFORE_ANY, 0, jobs.EXPIRY_SCAN)
                 out += [f"-- {title}:"] + [r[0] for r in rows]
             return out
         finally:
