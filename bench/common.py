@@ -4,6 +4,8 @@ Standard library only: the load generator imports this and must start fast and s
 """
 from __future__ import annotations
 
+import argparse
+
 import copy
 import hashlib
 import hmac
@@ -80,3 +82,18 @@ def sign(secret: bytes, method: str, path: str, timestamp: str, nonce: str, body
 
 def program() -> dict:
     return copy.deepcopy(PROGRAM)
+
+
+def say(text: str = "") -> None:
+    """A line of a bench's report, printed at once."""
+    print(text, flush=True)
+
+
+def bounded(kind, low, high):
+    """An argparse type: ``kind`` of the text, between ``low`` and ``high``."""
+    def parse(text: str):
+        value = kind(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}")
+        return value
+    return parse

@@ -36,7 +36,7 @@ from pathlib import Path
 from loyalty_core import jobs
 
 from . import bulk, common
-from .history import bounded
+from .common import bounded, say
 from .history import Bench as _History
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,10 +46,6 @@ FRESH_DAYS = 10
 
 # The job's scan for due lots (jobs.expire_points), for EXPLAIN.
 DUE_SCAN = jobs.DUE_LOTS
-
-
-def say(text: str = "") -> None:
-    print(text, flush=True)
 
 
 class Bench:

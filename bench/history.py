@@ -57,6 +57,7 @@ from importlib import metadata
 from pathlib import Path
 
 from . import bulk, common
+from .common import bounded, say
 from .load import Closed, Connection, quantile
 from .mix import LOYALTY, Server, free_port
 
@@ -68,10 +69,6 @@ JUDGED = ("scan", "member")  # the issue's two; the ledger page is for informati
 LABELS = {"scan": "POST /v1/pos/scan (phone)", "member": "GET /v1/members/{id}",
           "ledger": "GET /v1/members/{id}/ledger?limit"}
 SPAN_DAYS = 720
-
-
-def say(text: str = "") -> None:
-    print(text, flush=True)
 
 
 class Bench:
@@ -518,15 +515,6 @@ def render(report: dict) -> list[str]:
 
 
 # --- the command ------------------------------------------------------------------------------------------------
-def bounded(kind, low, high):
-    def parse(text: str):
-        value = kind(text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low} and {high}")
-        return value
-    return parse
-
-
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m bench.history", description=__doc__.split("\n")[0])
     top.add_argument("--members", type=bounded(int, 20, 1_000_000), default=1000,

@@ -32,6 +32,7 @@ import aiohttp
 import asyncpg
 
 from . import common, seed
+from .common import bounded, say
 from .load import ENDPOINTS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,10 +43,6 @@ TARGETS = ("gateway", "baseline")
 HEADLINE_RATIO = 0.40
 ORDER_P99_MS = 50.0
 SCAN_P99_MS = 15.0
-
-
-def say(text: str = "") -> None:
-    print(text, flush=True)
 
 
 def free_port() -> int:
@@ -596,15 +593,6 @@ def chart(report: dict, path: Path) -> None:
 
 
 # --- the command -----------------------------------------------------------------------------------------
-def bounded(kind, low, high):
-    def parse(text: str):
-        value = kind(text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low} and {high}")
-        return value
-    return parse
-
-
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     top.add_argument("--processes", type=bounded(int, 1, 64), default=2,
