@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import sys
 import time
 import uuid
@@ -35,7 +34,7 @@ from pathlib import Path
 
 from loyalty_core import jobs
 
-from . import bulk, common
+from . import bulk, cli, common
 from .common import bounded, say
 from .history import Bench as _History
 
@@ -308,27 +307,14 @@ def parser() -> argparse.ArgumentParser:
                      help="due lots, one per old sale, spread over the members (default 1000000)")
     top.add_argument("--fresh", type=bounded(int, 0, 100), default=1,
                      help="recent sales per member whose lots are not due (default 1)")
-    top.add_argument("--postgres-url", default=os.environ.get("TEST_POSTGRES_URL",
-                                                              "postgres://postgres@127.0.0.1:5432/postgres"),
-                     help="a PostgreSQL admin URL (default TEST_POSTGRES_URL or postgres://postgres@127.0.0.1:5432/postgres)")
+    cli.add_postgres_url(top)
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    args.postgres_url = args.postgres_url.replace("postgresql://", "postgres://", 1)
-    bench = Bench(args)
-
-    async def run() -> int:
-        task = asyncio.current_task()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        return await bench.run()
-
-    try:
-        return asyncio.run(run())
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("bench: interrupted; cleaned up", file=sys.stderr)
-        return 130
+    args.postgres_url = cli.postgres_url(args)
+    return cli.run(Bench(args).run)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,6 @@ import asyncio
 import json
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
@@ -56,7 +55,7 @@ from datetime import datetime, timedelta, timezone
 from importlib import metadata
 from pathlib import Path
 
-from . import bulk, common
+from . import bulk, cli, common
 from .common import bounded, say
 from .load import Closed, Connection, quantile
 from .mix import LOYALTY, Server, free_port
@@ -540,34 +539,19 @@ def parser() -> argparse.ArgumentParser:
                      help="requests per endpoint and state whose statements are counted (default 5)")
     top.add_argument("--tolerance", type=bounded(float, 0.01, 10), default=0.20,
                      help="how far b/a may be from 1 (default 0.20)")
-    top.add_argument("--postgres-url", default=os.environ.get("TEST_POSTGRES_URL",
-                                                              "postgres://postgres@127.0.0.1:5432/postgres"),
-                     help="a PostgreSQL admin URL (default TEST_POSTGRES_URL or postgres://postgres@127.0.0.1:5432/postgres)")
-    top.add_argument("--redis-url", default=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
-                     help="Redis (default TEST_REDIS_URL or redis://127.0.0.1:6379/0); keys under a prefix of the run's own")
+    cli.add_postgres_url(top)
+    cli.add_redis_url(top)
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    args.postgres_url = args.postgres_url.replace("postgresql://", "postgres://", 1)
+    args.postgres_url = cli.postgres_url(args)
     if args.small_own * args.measured >= args.small or args.large_own * args.measured >= args.large:
         raise SystemExit("bench: the measured members' own entries must leave some for the others")
     if args.measured >= args.members:
         raise SystemExit("bench: --measured must be below --members")
-    bench = Bench(args)
-
-    async def run() -> None:
-        task = asyncio.current_task()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        await bench.run()
-
-    try:
-        asyncio.run(run())
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("bench: interrupted; cleaned up", file=sys.stderr)
-        return 130
-    return 0
+    return cli.run(Bench(args).run)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
-from . import common, seed
+from . import cli, common, seed
 from .common import bounded, say
 from .load import ENDPOINTS
 
@@ -619,27 +619,12 @@ def parser() -> argparse.ArgumentParser:
                      help="processes seeding a new template (default: one per CPU)")
     top.add_argument("--reseed", action="store_true", help="seed the template again even if one is cached")
     top.add_argument("--no-chart", action="store_true", help="no PNG")
-    top.add_argument("--postgres-url", default=os.environ.get("TEST_POSTGRES_URL",
-                                                              "postgres://postgres@127.0.0.1:5432/postgres"),
-                     help="a PostgreSQL admin URL (default TEST_POSTGRES_URL or postgres://postgres@127.0.0.1:5432/postgres)")
-    top.add_argument("--redis-url", default=os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
-                     help="Redis (default TEST_REDIS_URL or redis://127.0.0.1:6379/0); keys under a prefix of the run's own")
+    cli.add_postgres_url(top)
+    cli.add_redis_url(top)
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    args.postgres_url = args.postgres_url.replace("postgresql://", "postgres://", 1)
-    bench = Bench(args)
-
-    async def run() -> None:
-        task = asyncio.current_task()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        await bench.run()
-
-    try:
-        asyncio.run(run())
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("bench: interrupted; cleaned up", file=sys.stderr)
-        return 130
-    return 0
+    args.postgres_url = cli.postgres_url(args)
+    return cli.run(Bench(args).run)
