@@ -132,18 +132,12 @@ def shown_balances(raw: dict[str, int]) -> dict[str, int]:
 
 
 async def balances_and_tier(member: Member, program: Program, now: datetime) -> tuple[dict, dict]:
-    """The member's ``balances`` and ``tier`` (with its progress) in one round trip: the account
-    rows and the sum of the tier window's figure rows, a bounded number of rows either way."""
-    first, last = tiers.window(program, now)
+    """The member's ``balances`` and ``tier`` (with its progress) in one statement, the same
+    columns a scan reads with the member's row."""
     metric = tiers.metric_column(program)
-    rows = await sql.rows(
-        "SELECT kind, balance FROM accounts WHERE chain_id = $1 AND member_id = $2 "
-        f"UNION ALL SELECT '{TIER_METRIC}', COALESCE(SUM({metric}), 0) FROM member_figures "
-        "WHERE chain_id = $1 AND member_id = $2 AND period BETWEEN $3 AND $4",
-        member.chain_id, member.id, first, last)
-    raw = {row["kind"]: int(row["balance"]) for row in rows}
-    current = raw.pop(TIER_METRIC, 0)
-    return shown_balances(raw), tier_view(program, member.tier_code, metric, current)
+    found = await sql.rows(f"SELECT members.id{_STANDING[metric]} FROM members WHERE id = $1 AND chain_id = $2",
+                           member.id, member.chain_id, *tiers.window(program, now))
+    return _standing(program, member.tier_code, metric, found[0])
 
 
 def tier_view(program: Program, tier_code: str, metric: str, current: int) -> dict:
@@ -156,8 +150,8 @@ TIER_METRIC = "~tier_metric"  # not an account kind: the window's metric, read b
 
 
 def _standing_columns(metric: str) -> str:
-    """A scan's balances and tier window read with the member's row (parameters $3 and $4: the
-    window's first and last period): one statement, a bounded number of rows."""
+    """A member's balances and tier window as columns of their row (parameters $3 and $4: the
+    window's first and last period): a bounded number of rows, however long the history."""
     accounts = "".join(
         f", (SELECT balance FROM accounts WHERE accounts.chain_id = members.chain_id "
         f"AND accounts.member_id = members.id AND accounts.kind = '{kind}') AS \"account:{kind}\""
@@ -170,16 +164,20 @@ def _standing_columns(metric: str) -> str:
 _STANDING = {metric: _standing_columns(metric) for metric in tiers.METRICS}
 
 
+def _standing(program: Program, tier_code: str, metric: str, row: dict) -> tuple[dict, dict]:
+    """``balances`` and ``tier`` from a row read with ``_STANDING``'s columns."""
+    raw = {kind: int(row[f"account:{kind}"] or 0) for kind in ledger.MEMBER_ACCOUNTS}
+    return shown_balances(raw), tier_view(program, tier_code, metric, int(row[TIER_METRIC] or 0))
+
+
 async def counter_view_of(cache: codes.Cache, vault: Vault, chain_id: int, code: str, program: Program,
                           now: datetime) -> dict:
-    """What a scan shows: the member the code names, as ``counter_view``, in one statement."""
+    """What a scan shows: the member the code names, with balances and tier, in one statement."""
     metric = tiers.metric_column(program)
     row, _ = await codes.find_member_row(cache, vault, chain_id, code, now, _STANDING[metric],
                                          tiers.window(program, now))
     member = Member._init_from_db(**row)
-    raw = {kind: int(row[f"account:{kind}"] or 0) for kind in ledger.MEMBER_ACCOUNTS}
-    return _counter(member, vault, shown_balances(raw),
-                    tier_view(program, member.tier_code, metric, int(row[TIER_METRIC] or 0)))
+    return _counter(member, vault, *_standing(program, member.tier_code, metric, row))
 
 
 async def member_view(member: Member, program: Program, vault: Vault, now: datetime) -> dict:
