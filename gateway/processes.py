@@ -23,13 +23,27 @@ RESTART_PAUSE = 1.0
 STOP_GRACE = 30.0
 
 
-def _die_with_parent() -> None:
-    """In the child, before it runs: Linux sends it SIGTERM if the parent dies, even by SIGKILL,
-    so no gateway is left serving the port on its own."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:  # not Linux: the parent's own stop still reaches them
-        pass
+STOPS = {signal.SIGTERM, signal.SIGINT}
+
+
+def _child_setup(parent: int):
+    """The child's first step before it runs, with the stop signals still held (see ``_start``):
+    their default action again, then Linux's promise to send SIGTERM if the parent dies, even by
+    SIGKILL, so that no gateway is left serving the port on its own. A parent that died before
+    that promise was asked for sends nothing, so the child stops at once; a stop that arrived in
+    between is delivered when the signals are let through, and ends the child."""
+    def arrange() -> None:
+        for signum in STOPS:
+            signal.signal(signum, signal.SIG_DFL)
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        except OSError:  # not Linux: the parent's own stop still reaches them
+            pass
+        if os.getppid() != parent:
+            os._exit(1)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPS)
+
+    return arrange
 
 
 def default_count() -> int:
@@ -39,6 +53,7 @@ def default_count() -> int:
 def supervise(argv: list[str], count: int) -> int:
     """Run ``count`` copies of ``loyalty <argv>`` until told to stop; returns the exit code."""
     stopping = False
+    children: list[subprocess.Popen] = []
 
     def stop(signum, _frame) -> None:
         nonlocal stopping
@@ -47,19 +62,33 @@ def supervise(argv: list[str], count: int) -> int:
             if child.poll() is None:
                 child.send_signal(signum)
 
-    def start() -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "gateway.cli", *argv], preexec_fn=_die_with_parent)
+    def start(slot: int) -> None:
+        """Start a child into ``slot`` with the stop signals held, so that a stop arriving
+        meanwhile is handled once the child is in ``children`` and reaches it too."""
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOPS)
+        try:
+            child = subprocess.Popen([sys.executable, "-m", "gateway.cli", *argv],
+                                     preexec_fn=_child_setup(os.getpid()))
+            if slot < len(children):
+                children[slot] = child
+            else:
+                children.append(child)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPS)
 
-    children = [start() for _ in range(count)]
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    for slot in range(count):
+        if not stopping:
+            start(slot)
     log.info("processes.started", count=count, pids=[child.pid for child in children])
     while not stopping:
-        for index, child in enumerate(children):
+        for slot, child in enumerate(children):
             if child.poll() is not None and not stopping:
                 log.warning("processes.restart", pid=child.pid, exit_code=child.returncode)
                 time.sleep(RESTART_PAUSE)
-                children[index] = start()
+                if not stopping:
+                    start(slot)
         time.sleep(0.2)
     deadline = time.monotonic() + STOP_GRACE
     for child in children:

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import sys
+import uuid
 from pathlib import Path
 
 from loyalty_core.verify import verify
@@ -123,6 +124,41 @@ async def test_worker_processes_run_and_stop_with_their_parent(client, database_
                 break
             await asyncio.sleep(0.1)
         assert not any(Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid) for pid in pids), stop
+
+
+async def test_a_stop_while_the_children_start_leaves_none_behind(client, database_url):
+    """The stop comes at every moment of the start, from the fork of the first child to the
+    handlers being set: no child may miss it and serve on alone (found by a marker in their
+    environment, which an orphan keeps)."""
+    marker = f"LOYALTY_TEST_RUN={uuid.uuid4().hex}"
+    name, value = marker.split("=")
+    env = {**os.environ, "DATABASE_URL": database_url, "LOYALTY_SECRET": SECRET, "LOG_LEVEL": "WARNING", name: value}
+    for attempt in range(12):
+        parent = await asyncio.create_subprocess_exec(LOYALTY, "worker", "--processes", "3", env=env,
+                                                      stdout=asyncio.subprocess.DEVNULL,
+                                                      stderr=asyncio.subprocess.DEVNULL)
+        deadline = asyncio.get_running_loop().time() + 30
+        while len(child_pids(parent.pid)) < 1 + attempt % 3 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0)  # the child is seen as soon as it is forked
+        parent.send_signal(signal.SIGKILL if attempt % 2 else signal.SIGTERM)
+        await asyncio.wait_for(parent.wait(), 40)
+    for _ in range(200):
+        if not _marked(marker):
+            break
+        await asyncio.sleep(0.1)
+    assert _marked(marker) == []
+
+
+def _marked(marker: str) -> list[int]:
+    """Live processes whose environment holds ``marker``."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker.encode() in environ.read_bytes().split(b"\0") and "zombie" not in _state(int(environ.parent.name)):
+                found.append(int(environ.parent.name))
+        except OSError:
+            pass
+    return found
 
 
 def _state(pid: int) -> str:
