@@ -48,33 +48,37 @@ class Call:
     body: Any
     query: Any
     claim: idempotency.Claim | None = None  # the Idempotency-Key claim this call runs under, if any
-    sealed: web.StreamResponse | None = None  # the answer stored inside the core's transaction
+    sealed: tuple[Any, web.StreamResponse] | None = None  # a result and its answer, written in the core's transaction
+    answered_sealed: bool = False  # the handler answered what the core stored (nothing left to store)
 
     @property
     def claim_id(self) -> int | None:
         return self.claim.id if self.claim else None
 
     def seal(self, shape: Callable[[Any], Reply | Awaitable[Reply]]) -> Seal | None:
-        """The seal a handler passes to a core action: the core awaits it inside its transaction
-        with the action's result, and it stores ``shape(result)`` as the Idempotency-Key's answer,
-        so that the change and its answer commit together. A claim whose lease was taken over
-        meanwhile refuses, and the whole action rolls back (409 ``request_in_progress``)."""
+        """The seal a handler passes to a core action: inside its transaction the core stores
+        ``shape(result)`` as the Idempotency-Key's answer (with its own last statement where it
+        can), so that the change and its answer commit together. A claim whose lease was taken
+        over meanwhile stores nothing, and the whole action rolls back (409 ``request_in_progress``)."""
         if self.claim is None:
             return None
         claim, vault = self.claim, self.services.vault
 
-        async def sealing(result: Any) -> None:
+        async def write(result: Any) -> tuple[str, list]:
             response = render(await _shaped(shape, result))
-            if not await idempotency.finish(claim, response.status, response.text or "", vault):
-                raise RequestInProgress("This request's Idempotency-Key was taken over by a retry; "
-                                        "send it again to get its answer")
-            self.sealed = response
+            self.sealed = (result, response)
+            return idempotency.finishing(claim, response.status, response.text or "", vault)
 
-        return sealing
+        return Seal(write, lambda: RequestInProgress("This request's Idempotency-Key was taken over by a retry; "
+                                                     "send it again to get its answer"))
 
     async def answer(self, shape: Callable[[Any], Reply | Awaitable[Reply]], result: Any):
-        """What the handler returns: the sealed answer, or ``shape(result)`` when nothing was sealed."""
-        return self.sealed if self.sealed is not None else await _shaped(shape, result)
+        """What the handler returns: the answer stored with ``result``, or ``shape(result)`` when
+        the core stored none for it (its transaction rolled back and it answered a twin's result)."""
+        if self.sealed is not None and self.sealed[0] is result:
+            self.answered_sealed = True
+            return self.sealed[1]
+        return await _shaped(shape, result)
 
     def path_id(self, name: str) -> int:
         """An integer id from the path; anything else is simply not found."""
@@ -171,7 +175,7 @@ async def dispatch(operation: Operation, request: web.Request) -> web.StreamResp
     renewing = asyncio.create_task(idempotency.keep_alive(claimed, services.clock.now, lease))
     try:
         response = render(await _run(operation, call))
-        if call.sealed is None:  # a handler of many transactions (a job, a batch): stored after them
+        if not call.answered_sealed:  # a handler of many transactions (a job, a batch): stored after them
             await _finish(claimed, response.status, response.text or "", services)
         return response
     except LoyaltyError as error:

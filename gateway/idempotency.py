@@ -105,7 +105,14 @@ async def claim(chain_id: int, key: str, print_: str, now: datetime, vault: Vaul
 
 async def finish(claim: Claim, status: int, body: str, vault: Vault) -> bool:
     """Store the answer; False when the lease was taken over meanwhile (nothing is written)."""
-    return bool(await sql.rows(FINISH, claim.chain_id, claim.id, claim.token, status, vault.encrypt(body)))
+    statement, params = finishing(claim, status, body, vault)
+    return bool(await sql.rows(statement, *params))
+
+
+def finishing(claim: Claim, status: int, body: str, vault: Vault) -> tuple[str, list]:
+    """The statement that stores the answer (a row back when it did; none when the lease was
+    taken over meanwhile), for a caller that sends it with its own."""
+    return FINISH, [claim.chain_id, claim.id, claim.token, status, vault.encrypt(body)]
 
 
 async def release(claim: Claim) -> None:

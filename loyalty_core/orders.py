@@ -26,7 +26,7 @@ from .members import balance_changed, shown_balances
 from .models import Member, Order, PendingPoints, Refund
 from .program import Level, Program
 from .rules import pricing
-from .unit import Seal, seal_with
+from .unit import Seal, confirm, sealing
 
 # How far a sale's occurred_at may lie from the server's clock (API.md, POS API).
 SALE_MAX_AGE = timedelta(days=7)
@@ -136,8 +136,7 @@ async def place_order(chain_id: int, order: OrderInput, program: Program, now: d
     try:
         async with in_transaction():
             row = await _record(chain_id, order, figures, program, now)
-            placed = Placed(await _apply(chain_id, order, figures, program, row, now), False)
-            await seal_with(seal, placed)
+            placed = await _apply(chain_id, order, figures, program, row, now, seal)
     except (IntegrityError, DuplicateEntry) as error:
         twin = await _twin(chain_id, order, error)
         if isinstance(twin, Placed):
@@ -212,7 +211,7 @@ def _line_json(line: pricing.PricedLine) -> dict:
 
 
 async def _apply(chain_id: int, order: OrderInput, figures: pricing.Quote, program: Program, row: Recorded,
-                 now: datetime) -> dict:
+                 now: datetime, seal: Seal | None) -> Placed:
     member = order.member
     pending_until, principal, bonus, tier_after, kept = None, 0, 0, None, ("", [])
     created = ("order.created", {"order_id": row.id, "source": row.source, "txn_id": row.txn_id,
@@ -242,17 +241,21 @@ async def _apply(chain_id: int, order: OrderInput, figures: pricing.Quote, progr
         "balances": balances,
         "tier": tier, "duplicate": False,
     }
-    await _keep_result(chain_id, row, result, principal, bonus, tier_after, events, now, kept)
-    return result
+    placed = Placed(result, False)
+    sealed = await sealing(seal, placed)
+    await _keep_result(chain_id, row, result, principal, bonus, tier_after, events, now, kept, sealed, seal)
+    return placed
 
 
 async def _keep_result(chain_id: int, row: Recorded, result: dict, principal: int, bonus: int,
                        tier_after: str | None, events: list[tuple[str, dict]], now: datetime,
-                       lot: tuple[str, list] = ("", [])) -> None:
-    """The order's points lot, its result and stored-value split, and its outbox events: one
-    statement on PostgreSQL."""
+                       lot: tuple[str, list], sealed: tuple[str, list], seal: Seal | None) -> None:
+    """The order's points lot, its result and stored-value split, its outbox events and the
+    caller's stored answer: one statement on PostgreSQL."""
     insert, params, _ = outbox.inserting(chain_id, events, now)
-    await sql.together(lot, (RESULT, [chain_id, row.id, _json(result), principal, bonus, tier_after]), (insert, params))
+    *_, stored = await sql.together(lot, (RESULT, [chain_id, row.id, _json(result), principal, bonus, tier_after]),
+                                    (insert, params), sealed)
+    confirm(seal, stored)
 
 
 RESULT = ("UPDATE orders SET result = $3, stored_value_principal = $4, stored_value_bonus = $5, tier_after = $6 "
@@ -342,8 +345,7 @@ async def refund_order(chain_id: int, refund: RefundInput, program: Program, now
                                   chain_id, refund.source, refund.txn_id)
             if order is None:
                 raise OrderNotFound(f"No order {refund.txn_id!r} at this store")
-            placed = Placed(await _apply_refund(chain_id, order, refund, program, now), False)
-            await seal_with(seal, placed)
+            placed = await _apply_refund(chain_id, order, refund, program, now, seal)
     except (IntegrityError, DuplicateEntry, LoyaltyError):
         if (first := await _refunded_before(chain_id, refund)) is None:
             raise
@@ -385,7 +387,8 @@ def _figures(order: Order) -> pricing.OrderFigures:
     )
 
 
-async def _apply_refund(chain_id: int, order: Order, refund: RefundInput, program: Program, now: datetime) -> dict:
+async def _apply_refund(chain_id: int, order: Order, refund: RefundInput, program: Program, now: datetime,
+                        seal: Seal | None) -> Placed:
     figures = _figures(order)
     refunded_qty = figures.refunded_qty
     if refund.lines is not None:
@@ -412,11 +415,14 @@ async def _apply_refund(chain_id: int, order: Order, refund: RefundInput, progra
               "points_reversed": share.points_reversed, "points_returned": share.points_returned,
               "stored_value_returned": share.sv_principal_returned + share.sv_bonus_returned,
               "coupons_restored": [], "balances": balances, "tier": tier, "duplicate": False}
+    placed = Placed(result, False)
     insert, params, _ = outbox.inserting(chain_id, events, now)
-    await sql.together(
+    *_, stored = await sql.together(
         (REFUNDED, [chain_id, order.id, order.refunded_amount, _json(order.refund_state), _json(order.lines)]),
-        (REFUND_RESULT, [chain_id, int(inserted[0]["id"]), _json(result)]), (insert, params))
-    return result
+        (REFUND_RESULT, [chain_id, int(inserted[0]["id"]), _json(result)]), (insert, params),
+        await sealing(seal, placed))
+    confirm(seal, stored)
+    return placed
 
 
 async def _post_refund(chain_id: int, order: Order, refund: RefundInput, share: pricing.RefundShare,

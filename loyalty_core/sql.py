@@ -96,22 +96,38 @@ async def one(model, sql: str, *params: Any):
     return model._init_from_db(**found[0]) if found else None
 
 
-async def together(*statements: tuple[str, list]) -> None:
+_RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
+
+
+async def together(*statements: tuple[str, list]) -> list[int]:
     """Write statements (inserts, updates, deletes of different rows, each with its own ``$1``
-    numbering) in one round trip on PostgreSQL: all but the last become data-modifying CTEs of
-    the last, their parameters renumbered. On SQLite, one after another."""
-    statements = tuple(s for s in statements if s[0])
+    numbering; an empty one is skipped) in one round trip on PostgreSQL, and answer, per
+    statement, how many rows it returned (0 for one without RETURNING). On PostgreSQL they
+    become data-modifying CTEs of one statement, their parameters renumbered: all see the
+    snapshot from before it, so none may read what another writes. On SQLite, one after another."""
+    counted = [bool(_RETURNING.search(statement)) for statement, _ in statements]
     if dialect() != "postgres":
-        for statement, params in statements:
-            await execute(statement, *params)
-        return
-    parts, everything = [], []
+        return [await _sqlite_count(statement, params, returns) if statement else 0
+                for (statement, params), returns in zip(statements, counted)]
+    parts, everything, selects = [], [], []
     for index, (statement, params) in enumerate(statements):
-        text = _renumbered(statement, len(everything))
-        parts.append(text if index == len(statements) - 1 else f"w{index} AS ({text})")
+        if not statement:
+            continue
+        parts.append(f"w{index} AS ({_renumbered(statement, len(everything))})")
         everything += params
-    head = f"WITH {', '.join(parts[:-1])} " if len(parts) > 1 else ""
-    await execute(head + parts[-1], *everything)
+        if counted[index]:
+            selects.append(f"(SELECT count(*) FROM w{index}) AS n{index}")
+    if not parts:
+        return [0] * len(statements)
+    found = await rows(f"WITH {', '.join(parts)} SELECT {', '.join(selects) or '1'}", *everything)
+    return [int(found[0].get(f"n{index}", 0)) for index in range(len(statements))]
+
+
+async def _sqlite_count(statement: str, params: list, returns: bool) -> int:
+    if returns:
+        return len(await rows(statement, *params))
+    await execute(statement, *params)
+    return 0
 
 
 def _renumbered(statement: str, shift: int) -> str:

@@ -1,5 +1,6 @@
 """Idempotency-Key leases, tokens and the answer sealed inside the core's transaction."""
 import asyncio
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
@@ -10,7 +11,7 @@ from gateway.services import SERVICES
 from loyalty_core import jobs, orders
 from loyalty_core.chains import get_program
 from loyalty_core.errors import InvariantViolation
-from loyalty_core.models import IdempotencyRecord, Member, Order, PendingPoints
+from loyalty_core.models import IdempotencyRecord, Member, Order, PendingPoints, Refund
 
 from ..helpers import problem
 from .programs import line, order, program
@@ -42,24 +43,45 @@ async def test_a_retry_that_took_over_keeps_its_answer(till, clock):
 async def test_an_order_whose_lease_was_lost_rolls_back_and_its_retry_applies_once(till, monkeypatch):
     member = await till.new_member("13500000001")
     body = order("LEASE-1", [line("LATTE", "coffee", 1000)], member_id=member["id"], at=NOW)
-    real_finish = idempotency.finish
+    real_finishing = idempotency.finishing
 
-    async def taken_over(claim, status, text, vault):
-        return False
+    def taken_over(claim, status, text, vault):  # the answer is written as a retry's: another token
+        return real_finishing(replace(claim, token="a retry's token"), status, text, vault)
 
-    monkeypatch.setattr(idempotency, "finish", taken_over)
+    monkeypatch.setattr(idempotency, "finishing", taken_over)
     lost = await till.pos("POST", "/v1/pos/orders", body, idempotency_key="lease-1")
     await problem(lost, 409, "request_in_progress")
     assert not await Order.exists(txn_id="LEASE-1")  # the order and its answer went together
     assert (await till.member(member["id"]))["balances"]["points"] == 0
 
-    monkeypatch.setattr(idempotency, "finish", real_finish)
+    monkeypatch.setattr(idempotency, "finishing", real_finishing)
     retried = await till.pos("POST", "/v1/pos/orders", body, idempotency_key="lease-1")
     assert retried.status == 201, await retried.text()
     replay = await till.pos("POST", "/v1/pos/orders", body, idempotency_key="lease-1")
     assert replay.status == 201 and replay.headers["Idempotent-Replayed"] == "true"
     assert (await replay.json())["order_id"] == (await retried.json())["order_id"]
     assert (await till.member(member["id"]))["balances"]["points"] == 10
+
+
+async def test_a_refund_whose_lease_was_lost_rolls_back_and_its_retry_applies_once(till, monkeypatch):
+    member = await till.new_member("13500000002")
+    await till.sale(order("LEASE-2", [line("LATTE", "coffee", 1000)], member_id=member["id"], at=NOW))
+    real_finishing = idempotency.finishing
+    monkeypatch.setattr(idempotency, "finishing", lambda claim, status, text, vault: real_finishing(
+        replace(claim, token="a retry's token"), status, text, vault))
+    refund = {"refund_id": "R1", "amount": 500}
+    lost = await till.pos("POST", "/v1/pos/orders/LEASE-2/refunds", refund, idempotency_key="lease-2")
+    await problem(lost, 409, "request_in_progress")
+    assert not await Refund.exists(refund_id="R1")  # the refund and its answer went together
+    assert (await till.member(member["id"]))["balances"]["points"] == 10
+
+    monkeypatch.setattr(idempotency, "finishing", real_finishing)
+    retried = await till.pos("POST", "/v1/pos/orders/LEASE-2/refunds", refund, idempotency_key="lease-2")
+    assert retried.status == 201, await retried.text()
+    replay = await till.pos("POST", "/v1/pos/orders/LEASE-2/refunds", refund, idempotency_key="lease-2")
+    assert replay.status == 201 and replay.headers["Idempotent-Replayed"] == "true"
+    assert await replay.json() == await retried.json()
+    assert (await till.member(member["id"]))["balances"]["points"] == 5
 
 
 async def test_a_job_under_a_key_is_many_small_transactions(till, clock, monkeypatch):

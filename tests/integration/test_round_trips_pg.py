@@ -21,7 +21,7 @@ NOW = "2026-11-20T10:05:00+08:00"
 SCAN = (3, 2)
 ORDER_EARNING = (10, 2)
 ORDER_REDEEMING = (12, 2)
-REFUND = (10, 2)
+REFUND = (9, 2)
 
 
 @pytest.fixture
