@@ -62,8 +62,9 @@ RESPONSES: dict[tuple[str, str], type[BaseModel]] = {
 OPENAPI_DOCUMENT = {"type": "object", "required": ["openapi", "info", "paths", "components"],
                     "properties": {"openapi": {"type": "string"}, "info": {"type": "object"},
                                    "paths": {"type": "object"}, "components": {"type": "object"}}}
-# The same (store, txn_id) or (order, refund_id) again answers 200 with the first result.
-DUPLICATE_200 = {("POST", "/v1/pos/orders"), ("POST", "/v1/pos/orders/{txn_id}/refunds")}
+# The same (store, txn_id), (order, refund_id) or (store, topup_id) again answers 200 with the first result.
+DUPLICATE_200 = {("POST", "/v1/pos/orders"), ("POST", "/v1/pos/orders/{txn_id}/refunds"),
+                 ("POST", "/v1/pos/stored-value/topups")}
 
 ID = {"type": "integer", "minimum": 1, "maximum": MAX_COUNT}
 PATH_PARAMETERS = {

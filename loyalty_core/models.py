@@ -255,6 +255,27 @@ class Refund(Model):
         unique_together = (("order", "refund_id", "chain"),)
 
 
+# A stored-value top-up at a store's till, once per (store, topup_id) forever: the row is its
+# transaction's first write, so a twin waits on the key and then answers the first result.
+class Topup(Model):
+    id = fields.BigIntField(primary_key=True)
+    chain = fields.ForeignKeyField("loyalty.Chain", related_name="topups", on_delete=fields.RESTRICT)
+    store = fields.ForeignKeyField("loyalty.Store", related_name="topups", on_delete=fields.RESTRICT)
+    member = fields.ForeignKeyField("loyalty.Member", related_name="topups", on_delete=fields.RESTRICT)
+    topup_id = fields.CharField(max_length=64)
+    amount = fields.BigIntField()  # principal, fen
+    bonus = fields.BigIntField()
+    payment_method = fields.CharField(max_length=32)
+    entry_id = fields.BigIntField(null=True)
+    result = fields.JSONField(default=dict)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "topups"
+        unique_together = (("chain", "store", "topup_id"),)
+        indexes = (("member_id", "id"),)
+
+
 # What a member's tier metrics add up to in one month (``period`` yyyymm in the chain's timezone),
 # and over the member's whole life (``period`` 0: the orders count of first-purchase upgrades).
 # Written in the same transaction as the postings they summarise, so a tier metric reads a

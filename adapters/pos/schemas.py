@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from loyalty_core.bounds import MAX_BATCH, MAX_LINES, Count, Fen, Id, Phone, Qty
+from loyalty_core.bounds import MAX_BATCH, MAX_FEN, MAX_LINES, Count, Fen, Id, Phone, Qty
 from loyalty_core.views import Balances, Tier
 
 
@@ -163,6 +163,39 @@ class BatchResult(BaseModel):
 
 class BatchOut(BaseModel):
     results: list[BatchResult]
+
+
+class TopupIn(Body):
+    # the model validator below, as JSON Schema: exactly one member reference
+    model_config = ConfigDict(json_schema_extra={"oneOf": [
+        {"required": ["member_code"], "properties": {"member_code": {"type": "string"}}},
+        {"required": ["member_id"], "properties": {"member_id": {"type": "integer"}}}]})
+
+    topup_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$",
+                          description="the till's own id of this top-up: once per store, forever")
+    member_code: str | None = Field(None, min_length=1, max_length=64, pattern=NO_NUL,
+                                    description="what the scanner read: a dynamic code (not used up), a phone or a card")
+    member_id: Id | None = None
+    amount: Annotated[int, Field(ge=1, le=MAX_FEN, description="fen paid, credited as principal")]
+    payment_method: str = Field(min_length=1, max_length=32, pattern=NO_NUL,
+                                description="wechat_pay, alipay, cash, card ...; never stored_value")
+
+    @model_validator(mode="after")
+    def _one_member(self):
+        if (self.member_code is None) == (self.member_id is None):
+            raise ValueError("send member_code or member_id (a top-up needs a member)")
+        return self
+
+
+class TopupOut(BaseModel):
+    topup_id: str
+    member_id: int
+    principal: int = Field(description="fen credited to the principal account")
+    bonus: int = Field(description="fen credited to the bonus account, by the program's topup_bonuses")
+    payment_method: str
+    balances: Balances
+    tier: OrderTier
+    duplicate: bool
 
 
 class PosMember(Body):

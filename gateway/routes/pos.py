@@ -5,8 +5,8 @@ import orjson
 
 from adapters.pos import orders as pos_orders
 from adapters.pos.schemas import (BatchIn, BatchOut, OrderIn, OrderOut, PosMember, PreviewIn, PreviewOut,
-                                  RefundIn, RefundOut, Scan, ScanOut)
-from loyalty_core import members, orders
+                                  RefundIn, RefundOut, Scan, ScanOut, TopupIn, TopupOut)
+from loyalty_core import codes, members, orders, stored_value
 from loyalty_core.errors import LoyaltyError, OrderNotFound
 from loyalty_core.models import Store
 
@@ -128,4 +128,23 @@ async def refund(call: Call):
         source=pos_orders.source(store_id), txn_id=call.path_code("txn_id", 64, OrderNotFound), refund_id=body.refund_id,
         lines=[(line.sku, line.qty) for line in body.lines] if body.lines else None, amount=body.amount),
         program, call.services.clock.now(), seal=call.seal(_placed))
+    return await call.answer(_placed, placed)
+
+
+@API.route("POST", "/v1/pos/stored-value/topups", auth="terminal", summary="Top up a member's stored value",
+           tag="pos", body=TopupIn, response=TopupOut, status=201, idempotent=True,
+           errors=SIGNED + ("member_frozen", "member_not_found", "code_not_found", "code_expired", "validation_error"),
+           description="Credits the amount as principal and the bonus of the highest topup_bonuses rule whose min it "
+                       "reaches, in separate accounts (payments spend principal first). Once per (store, topup_id): the "
+                       "same topup_id again answers 200 with the first result and duplicate: true. A dynamic member "
+                       "code identifies the member and stays usable for the order that follows.")
+async def top_up(call: Call):
+    body, now = call.body, call.services.clock.now()
+    if body.member_code is not None:
+        member, _ = await codes.find_member(call.services.cache, call.services.vault, call.chain_id, body.member_code, now)
+    else:
+        member = await codes.member_by_id(call.chain_id, body.member_id)
+    placed = await stored_value.top_up(call.chain_id, stored_value.TopupInput(
+        store_id=call.principal.store_id, topup_id=body.topup_id, member=member, amount=body.amount,
+        payment_method=body.payment_method), await call.program(), now, seal=call.seal(_placed))
     return await call.answer(_placed, placed)

@@ -3,7 +3,7 @@
 The budgets are those of docs/architecture.md ("Round-trip budgets"), counted with the per-process
 caches warm (a terminal's credentials and the chain's program are read at most once a second). A
 statement added to one of these paths fails its test, which prints every statement sent. Scan and
-orders are at the speed issue's targets; refunds at what they cost now.
+orders are at the speed issue's targets; refunds and top-ups at what they cost now.
 """
 from datetime import datetime
 
@@ -22,12 +22,13 @@ SCAN = (3, 2)
 ORDER_EARNING = (10, 2)
 ORDER_REDEEMING = (12, 2)
 REFUND = (9, 2)
+TOPUP = (8, 2)
 
 
 @pytest.fixture
 async def till(chain, clock):
     clock.at = datetime.fromisoformat(NOW)
-    await chain.set_program(PROGRAM)
+    await chain.set_program({**PROGRAM, "stored_value": {"topup_bonuses": [{"min": 10000, "bonus": 1000}]}})
     member = await chain.new_member("13300000001")
     assert (await adjustment(chain, member["id"], 1000, reason="to redeem")).status == 201
     await chain.sale(order("WARM", [line("LATTE", "coffee", 1000)], member_id=member["id"], at=NOW))
@@ -66,3 +67,11 @@ async def test_refund(till):
         answer = await till.pos("POST", "/v1/pos/orders/O3/refunds", {"refund_id": "R1", "amount": 500})
         assert answer.status == 201
     within(count, REFUND)
+
+
+async def test_stored_value_top_up(till):
+    body = {"topup_id": "T1", "amount": 10000, "payment_method": "cash", "member_code": "13300000001"}
+    with counting() as count:
+        answer = await till.pos("POST", "/v1/pos/stored-value/topups", body)
+        assert answer.status == 201, await answer.text()
+    within(count, TOPUP)
