@@ -133,6 +133,18 @@ class CouponNotUsable(BusinessRuleError):
     code, title = "coupon_not_usable", "Coupon cannot be used"
 
 
+class CouponOutOfStock(BusinessRuleError):
+    code, title = "coupon_out_of_stock", "No coupons of this template are left"
+
+
+class CouponLimitReached(BusinessRuleError):
+    code, title = "coupon_limit_reached", "The member holds as many of this coupon as a member may"
+
+
+class CouponNotFound(NotFound):
+    code, title = "coupon_not_found", "Coupon not found"
+
+
 class MemberFrozen(BusinessRuleError):
     code, title = "member_frozen", "Member is frozen"
 

@@ -6,17 +6,21 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 
+import structlog
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from . import codes, ledger, points, sql, tiers
+from . import codes, coupons, ledger, points, sql, tiers
 from .bounds import is_phone
 from .crypto import Vault
-from .errors import AlreadyExists, BadRequest, MemberErased, NotFound, ValidationFailed
+from .errors import (AlreadyExists, BadRequest, CodeNotFound, CouponOutOfStock, MemberErased, NotFound,
+                     ValidationFailed)
 from .models import Identity, JournalEntry, Member, Posting, Store
 from .outbox import emit, emit_all
 from .program import Program
 from .unit import Seal, seal_with
+
+log = structlog.get_logger("members")
 
 def checked_phone(raw: str, field: str = "phone") -> str:
     """API.md's phone: 11 ASCII digits, nothing stripped or converted (a full-width digit, a space
@@ -54,6 +58,8 @@ async def register_member(chain_id: int, new: NewMember, program: Program, vault
     phone = checked_phone(new.phone)
     if new.store_code and not await Store.exists(chain_id=chain_id, code=new.store_code):
         raise ValidationFailed([{"field": "store_code", "message": f"no store {new.store_code!r} in this chain"}])
+    if new.card_no and coupons.looks_like_coupon(new.card_no):
+        raise ValidationFailed([{"field": "card_no", "message": "CPN and 16 letters or digits is a coupon code"}])
     phone_hash = vault.lookup_hash(chain_id, phone)
     card_no = new.card_no or _new_card_no()
     try:
@@ -66,6 +72,7 @@ async def register_member(chain_id: int, new: NewMember, program: Program, vault
             await Identity.create(chain_id=chain_id, member_id=member.id, channel="card", external_id=card_no)
             await ledger.open_accounts(chain_id, member.id)
             await _welcome(chain_id, member, phone_hash, program, now, new.channel)
+            await _welcome_coupons(chain_id, member, phone_hash, program, now)
             await emit(chain_id, "member.created", {"member_id": member.id, "channel": new.channel}, now)
             await seal_with(seal, member)
     except IntegrityError as error:
@@ -92,6 +99,19 @@ async def _welcome(chain_id: int, member: Member, phone_hash: str, program: Prog
                             tiers.Figures(growth=amount, points_earned=amount))
     await tiers.raise_tier(member, program, now)
     await announce_balance(chain_id, member.id, entry.id, now)
+
+
+async def _welcome_coupons(chain_id: int, member: Member, phone_hash: str, program: Program, now: datetime) -> None:
+    """One of each ``welcome_coupons`` template, once per phone ever (like the welcome points). A
+    template that is gone or out of stock is skipped (and logged): the member still joins."""
+    for template in program.welcome_coupons:
+        if not template.isdigit():
+            log.warning("welcome_coupon.skipped", chain_id=chain_id, template=template, reason="not a template id")
+            continue
+        try:
+            await coupons.issue_within(chain_id, member.id, int(template), now, f"welcome:{phone_hash}:{template}")
+        except (NotFound, CouponOutOfStock) as error:
+            log.warning("welcome_coupon.skipped", chain_id=chain_id, template=template, reason=error.code)
 
 
 async def announce_balance(chain_id: int, member_id: int, entry_id: int, now: datetime,
@@ -171,11 +191,19 @@ def _standing(program: Program, tier_code: str, metric: str, row: dict) -> tuple
 
 
 async def counter_view_of(cache: codes.Cache, vault: Vault, chain_id: int, code: str, program: Program,
-                          now: datetime) -> dict:
-    """What a scan shows: the member the code names, with balances and tier, in one statement."""
+                          now: datetime, member_id: int | None = None) -> dict:
+    """What a scan shows: the member the code names (or ``member_id``, a scanned coupon's owner),
+    with balances and tier, in one statement."""
     metric = tiers.metric_column(program)
-    row, _ = await codes.find_member_row(cache, vault, chain_id, code, now, _STANDING[metric],
-                                         tiers.window(program, now))
+    if member_id is not None:
+        found = await sql.rows(codes.MEMBER_BY_ID.format(columns=_STANDING[metric]), member_id, chain_id,
+                               *tiers.window(program, now))
+        if not found or found[0]["erased_at"] is not None:
+            raise CodeNotFound("No member holds this coupon")
+        row = found[0]
+    else:
+        row, _ = await codes.find_member_row(cache, vault, chain_id, code, now, _STANDING[metric],
+                                             tiers.window(program, now))
     member = Member._init_from_db(**row)
     return _counter(member, vault, *_standing(program, member.tier_code, metric, row))
 

@@ -255,6 +255,56 @@ class Refund(Model):
         unique_together = (("order", "refund_id", "chain"),)
 
 
+# What a coupon gives, and how many of it may exist: ``issued`` counts the coupons made from it,
+# raised by one guarded update per issue, so ``stock`` holds however many tills issue at once.
+class CouponTemplate(Model):
+    id = fields.BigIntField(primary_key=True)
+    chain = fields.ForeignKeyField("loyalty.Chain", related_name="coupon_templates", on_delete=fields.RESTRICT)
+    name = fields.CharField(max_length=100)
+    kind = fields.CharField(max_length=16)  # cash, percent, gift
+    amount_off = fields.BigIntField(default=0)
+    percent_off = fields.IntField(default=0)
+    max_off = fields.BigIntField(null=True)
+    sku = fields.CharField(max_length=64, null=True)
+    min_spend = fields.BigIntField(default=0)
+    valid_days = fields.IntField(null=True)
+    valid_from = fields.DatetimeField(null=True)
+    valid_to = fields.DatetimeField(null=True)
+    stock = fields.BigIntField(null=True)
+    issued = fields.BigIntField(default=0)
+    per_member_limit = fields.IntField(null=True)
+    stackable = fields.BooleanField(default=False)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "coupon_templates"
+        unique_together = (("chain", "name"),)
+
+
+# One coupon a member holds. ``code`` is random (not guessable, not in sequence); ``issue_key``
+# names the cause of its issue (a request's claim, a welcome, a segment run) so that a cause
+# issues it once. ``status``: issued -> redeemed (by ``order_id``, or at the counter), or voided;
+# an issued coupon past ``valid_to`` is shown as expired.
+class Coupon(Model):
+    id = fields.BigIntField(primary_key=True)
+    chain = fields.ForeignKeyField("loyalty.Chain", related_name="coupons", on_delete=fields.RESTRICT)
+    template = fields.ForeignKeyField("loyalty.CouponTemplate", related_name="coupons", on_delete=fields.RESTRICT)
+    member = fields.ForeignKeyField("loyalty.Member", related_name="coupons", on_delete=fields.RESTRICT)
+    code = fields.CharField(max_length=32)
+    issue_key = fields.CharField(max_length=200)
+    status = fields.CharField(max_length=16, default="issued")
+    valid_from = fields.DatetimeField()
+    valid_to = fields.DatetimeField()
+    order_id = fields.BigIntField(null=True)
+    redeemed_at = fields.DatetimeField(null=True)
+    issued_at = fields.DatetimeField()
+
+    class Meta:
+        table = "coupons"
+        unique_together = (("chain", "code"), ("chain", "issue_key"))
+        indexes = (("member_id", "status", "valid_to"), ("order_id",), ("template_id", "member_id"))
+
+
 # A stored-value top-up at a store's till, once per (store, topup_id) forever: the row is its
 # transaction's first write, so a twin waits on the key and then answers the first result.
 class Topup(Model):

@@ -17,7 +17,7 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from . import ledger, outbox, points, sql, tiers
+from . import coupons, ledger, outbox, points, sql, tiers
 from .errors import (AmountMismatch, CodeUsed, CouponNotUsable, DuplicateEntry, InsufficientPoints,
                      InsufficientStoredValue, InvalidRedeemPoints, LoyaltyError, MemberFrozen,
                      OccurredAtOutOfRange, OrderNotFound)
@@ -25,6 +25,7 @@ from .codes import MEMBER_BY_ID
 from .members import balance_changed, shown_balances
 from .models import Member, Order, PendingPoints, Refund
 from .program import Level, Program
+from .rules import coupons as coupon_rules
 from .rules import pricing
 from .unit import Seal, confirm, sealing
 
@@ -81,13 +82,12 @@ async def quote(chain_id: int, order: OrderInput, program: Program, read_points:
     member = order.member
     if member is not None and member.frozen:
         raise MemberFrozen("This member is frozen: no earning or spending")
-    if order.coupons:
-        raise CouponNotUsable(f"Coupon {order.coupons[0]!r} is not an unused coupon of this member")
     if order.redeem_points and member is None:
         raise InvalidRedeemPoints("A guest sale cannot redeem points")
     if member is None and any(p.method == "stored_value" for p in order.payments):
         raise InsufficientStoredValue("A guest has no stored value: name the member or take another payment")
-    figures = pricing.price_order(order.lines, program, _level(program, member), 0, order.redeem_points,
+    figures = pricing.price_order(order.lines, program, _level(program, member),
+                                  await _coupon_discount(chain_id, order, program), order.redeem_points,
                                   order.occurred_at)
     if member is None:
         figures = _guest(figures)
@@ -96,6 +96,17 @@ async def quote(chain_id: int, order: OrderInput, program: Program, read_points:
         if balance < order.redeem_points:
             raise InsufficientPoints(f"{order.redeem_points} points asked, {max(balance, 0)} available")
     return figures
+
+
+async def _coupon_discount(chain_id: int, order: OrderInput, program: Program) -> int:
+    """What the order's coupons take off (one read of them with their templates), or the refusal."""
+    if not order.coupons:
+        return 0
+    held = await coupons.held_for_order(chain_id, order.coupons)
+    subtotal = sum(line.amount for line in order.lines)
+    after_tier = subtotal - pricing.tier_discount(subtotal, _level(program, order.member))
+    return coupon_rules.discount(held, order.lines, after_tier, order.member.id if order.member else None,
+                                 order.occurred_at)
 
 
 def _guest(figures: pricing.Quote) -> pricing.Quote:
@@ -243,18 +254,24 @@ async def _apply(chain_id: int, order: OrderInput, figures: pricing.Quote, progr
     }
     placed = Placed(result, False)
     sealed = await sealing(seal, placed)
-    await _keep_result(chain_id, row, result, principal, bonus, tier_after, events, now, kept, sealed, seal)
+    used = coupons.redeeming(chain_id, order.coupons, member.id, row.id, now) if member and order.coupons else ("", [])
+    await _keep_result(chain_id, row, result, principal, bonus, tier_after, events, now, kept, used, sealed, seal,
+                       len(order.coupons))
     return placed
 
 
 async def _keep_result(chain_id: int, row: Recorded, result: dict, principal: int, bonus: int,
                        tier_after: str | None, events: list[tuple[str, dict]], now: datetime,
-                       lot: tuple[str, list], sealed: tuple[str, list], seal: Seal | None) -> None:
-    """The order's points lot, its result and stored-value split, its outbox events and the
+                       lot: tuple[str, list], used: tuple[str, list], sealed: tuple[str, list], seal: Seal | None,
+                       coupon_count: int) -> None:
+    """The order's points lot, its result and stored-value split, its outbox events, its coupons
+    marked redeemed (all of them, or the order is refused: one was used meanwhile) and the
     caller's stored answer: one statement on PostgreSQL."""
     insert, params, _ = outbox.inserting(chain_id, events, now)
-    *_, stored = await sql.together(lot, (RESULT, [chain_id, row.id, _json(result), principal, bonus, tier_after]),
-                                    (insert, params), sealed)
+    *_, redeemed, stored = await sql.together(
+        lot, (RESULT, [chain_id, row.id, _json(result), principal, bonus, tier_after]), (insert, params), used, sealed)
+    if redeemed != coupon_count:
+        raise CouponNotUsable("A coupon of this order was used by another order meanwhile")
     confirm(seal, stored)
 
 
@@ -411,10 +428,11 @@ async def _apply_refund(chain_id: int, order: Order, refund: RefundInput, progra
         balances = shown_balances(entry.accounts)
         events.insert(0, balance_changed(order.member_id, entry.id, balances))
     _remember_refund(order, figures, share, refunded_qty)
+    restored = await coupons.restore(chain_id, order.id, now) if share.ratio == 1 and order.coupons else []
     result = {"refund_id": refund.refund_id, "order_id": order.id, "txn_id": order.txn_id, "amount": share.amount,
               "points_reversed": share.points_reversed, "points_returned": share.points_returned,
               "stored_value_returned": share.sv_principal_returned + share.sv_bonus_returned,
-              "coupons_restored": [], "balances": balances, "tier": tier, "duplicate": False}
+              "coupons_restored": restored, "balances": balances, "tier": tier, "duplicate": False}
     placed = Placed(result, False)
     insert, params, _ = outbox.inserting(chain_id, events, now)
     *_, stored = await sql.together(

@@ -40,6 +40,15 @@ def _dialect_params(connection, params: tuple) -> list:
     return [p.astimezone(timezone.utc) if isinstance(p, datetime) and p.tzinfo is not None else p for p in params]
 
 
+def aware(value: Any) -> datetime | None:
+    """A time column as read by ``rows``: PostgreSQL answers an aware datetime, SQLite the text
+    the ORM or ``_dialect_params`` wrote (UTC)."""
+    if value is None or (isinstance(value, datetime) and value.tzinfo is not None):
+        return value
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
 def locking(sql: str, clause: str) -> str:
     """``sql`` with a row-lock clause (``FOR UPDATE`` ...) on PostgreSQL; SQLite locks the whole
     database for a writing transaction and has no such clause."""

@@ -33,10 +33,30 @@ class ScanMember(BaseModel):
     frozen: bool
 
 
+class CouponOut(BaseModel):
+    code: str
+    template_id: int
+    member_id: int
+    name: str
+    kind: str = Field(description="cash, percent or gift")
+    status: str = Field(description="issued, redeemed, voided, or expired (issued and past valid_to)")
+    amount_off: int
+    percent_off: int
+    max_off: int | None
+    sku: str | None
+    min_spend: int
+    stackable: bool
+    valid_from: str
+    valid_to: str
+    order_id: int | None
+    redeemed_at: str | None
+
+
 class ScanOut(BaseModel):
-    kind: str
+    kind: str = Field(description="member, or coupon for a coupon code")
     member: ScanMember
-    coupons: list[dict]
+    coupon: CouponOut | None = Field(None, description="the scanned coupon (kind coupon)")
+    coupons: list[CouponOut] = Field(description="the member's coupons usable now, at most 20")
 
 
 class LineIn(Body):

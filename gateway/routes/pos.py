@@ -6,8 +6,9 @@ import orjson
 from adapters.pos import orders as pos_orders
 from adapters.pos.schemas import (BatchIn, BatchOut, OrderIn, OrderOut, PosMember, PreviewIn, PreviewOut,
                                   RefundIn, RefundOut, Scan, ScanOut, TopupIn, TopupOut)
-from loyalty_core import codes, members, orders, stored_value
-from loyalty_core.errors import LoyaltyError, OrderNotFound
+from adapters.pos.schemas import CouponOut
+from loyalty_core import codes, coupons, members, orders, stored_value
+from loyalty_core.errors import CouponNotFound, LoyaltyError, OrderNotFound
 from loyalty_core.models import Store
 
 from .. import schemas as s
@@ -33,12 +34,19 @@ async def register_member(call: Call):
 
 
 @API.route("POST", "/v1/pos/scan", auth="terminal", summary="Identify what the scanner read", tag="pos",
-           body=Scan, response=ScanOut, errors=SIGNED + ("code_not_found", "code_expired"),
-           description="A dynamic member code (18 digits), an 11-digit phone or a member card number.")
+           body=Scan, response=ScanOut, errors=SIGNED + ("code_not_found", "code_expired", "coupon_not_found"),
+           description="A dynamic member code (18 digits), an 11-digit phone, a member card number or a coupon "
+                       "code (CPN and 16 characters). Answers the member with the coupons they can use now (at most "
+                       "20, soonest to expire first); for a coupon code, kind coupon and that coupon too.")
 async def scan(call: Call):
-    view = await members.counter_view_of(call.services.cache, call.services.vault, call.chain_id, call.body.code,
-                                         await call.program(), call.services.clock.now())
-    return {"kind": "member", "coupons": [], "member": view}
+    now, code = call.services.clock.now(), call.body.code
+    coupon = await coupons.find(call.chain_id, code, now) if coupons.looks_like_coupon(code) else None
+    view = await members.counter_view_of(call.services.cache, call.services.vault, call.chain_id, code,
+                                         await call.program(), now, member_id=coupon["member_id"] if coupon else None)
+    usable = await coupons.usable_of(call.chain_id, view["id"], now)
+    if coupon is not None:
+        return {"kind": "coupon", "coupon": coupon, "member": view, "coupons": usable}
+    return {"kind": "member", "member": view, "coupons": usable}
 
 
 @API.route("POST", "/v1/pos/checkout/preview", auth="terminal", summary="Price an order without committing it",
@@ -148,3 +156,14 @@ async def top_up(call: Call):
         store_id=call.principal.store_id, topup_id=body.topup_id, member=member, amount=body.amount,
         payment_method=body.payment_method), await call.program(), now, seal=call.seal(_placed))
     return await call.answer(_placed, placed)
+
+
+@API.route("POST", "/v1/pos/coupons/{code}/redeem", auth="terminal", summary="Redeem a gift coupon at the counter",
+           tag="pos", response=CouponOut, idempotent=True,
+           errors=SIGNED + ("coupon_not_found", "coupon_not_usable", "member_frozen"),
+           description="A gift coupon handed over by itself, without an order; once. Cash and percent coupons are "
+                       "used in an order (coupons in POST /v1/pos/orders).")
+async def redeem_coupon(call: Call):
+    code = call.path_code("code", 32, CouponNotFound)
+    redeemed = await coupons.redeem_at_counter(call.chain_id, code, call.services.clock.now(), seal=call.seal(Reply))
+    return await call.answer(Reply, redeemed)
