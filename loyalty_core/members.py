@@ -191,21 +191,20 @@ def _standing(program: Program, tier_code: str, metric: str, row: dict) -> tuple
 
 
 async def counter_view_of(cache: codes.Cache, vault: Vault, chain_id: int, code: str, program: Program,
-                          now: datetime, member_id: int | None = None) -> dict:
+                          now: datetime, member_id: int | None = None) -> tuple[dict, list[dict]]:
     """What a scan shows: the member the code names (or ``member_id``, a scanned coupon's owner),
-    with balances and tier, in one statement."""
+    with balances and tier, and their coupons usable now, in one statement."""
     metric = tiers.metric_column(program)
+    columns, params = _STANDING[metric] + coupons.usable_column(now_param=5), (*tiers.window(program, now), now)
     if member_id is not None:
-        found = await sql.rows(codes.MEMBER_BY_ID.format(columns=_STANDING[metric]), member_id, chain_id,
-                               *tiers.window(program, now))
+        found = await sql.rows(codes.MEMBER_BY_ID.format(columns=columns), member_id, chain_id, *params)
         if not found or found[0]["erased_at"] is not None:
             raise CodeNotFound("No member holds this coupon")
         row = found[0]
     else:
-        row, _ = await codes.find_member_row(cache, vault, chain_id, code, now, _STANDING[metric],
-                                             tiers.window(program, now))
-    member = Member._init_from_db(**row)
-    return _counter(member, vault, *_standing(program, member.tier_code, metric, row))
+        row, _ = await codes.find_member_row(cache, vault, chain_id, code, now, columns, params)
+    member = Member._init_from_db(**{k: v for k, v in row.items() if k != coupons.USABLE_COLUMN})
+    return _counter(member, vault, *_standing(program, member.tier_code, metric, row)), coupons.usable_in(row, now)
 
 
 async def member_view(member: Member, program: Program, vault: Vault, now: datetime) -> dict:

@@ -41,9 +41,9 @@ async def register_member(call: Call):
 async def scan(call: Call):
     now, code = call.services.clock.now(), call.body.code
     coupon = await coupons.find(call.chain_id, code, now) if coupons.looks_like_coupon(code) else None
-    view = await members.counter_view_of(call.services.cache, call.services.vault, call.chain_id, code,
-                                         await call.program(), now, member_id=coupon["member_id"] if coupon else None)
-    usable = await coupons.usable_of(call.chain_id, view["id"], now)
+    view, usable = await members.counter_view_of(call.services.cache, call.services.vault, call.chain_id, code,
+                                                 await call.program(), now,
+                                                 member_id=coupon["member_id"] if coupon else None)
     if coupon is not None:
         return {"kind": "coupon", "coupon": coupon, "member": view, "coupons": usable}
     return {"kind": "member", "member": view, "coupons": usable}
