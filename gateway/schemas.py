@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import base64
 from datetime import date
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -100,8 +100,16 @@ class MemberQuery(BaseModel):
     phone: Phone | None = None
     identity: str | None = Field(None, pattern=NO_NUL, description="CHANNEL:ID, e.g. card:900012345678")
     tier: str | None = Field(None, pattern=NO_NUL)
+    tag: str | None = Field(None, min_length=1, max_length=32, pattern=NO_NUL, description="members with this tag")
     limit: int = Field(50, ge=1, le=200)
     cursor: str | None = None
+
+
+class Tags(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tags: list[Annotated[str, Field(min_length=1, max_length=32, pattern=NO_NUL)]] = Field(
+        max_length=50, description="the member's whole set of manual tags, replacing the one before")
 
 
 class PageQuery(BaseModel):

@@ -15,7 +15,7 @@ from .bounds import is_phone
 from .crypto import Vault
 from .errors import (AlreadyExists, BadRequest, CodeNotFound, CouponOutOfStock, MemberErased, NotFound,
                      ValidationFailed)
-from .models import Identity, JournalEntry, Member, Posting, Store
+from .models import Identity, JournalEntry, Member, MemberTag, Posting, Store
 from .outbox import emit, emit_all
 from .program import Program
 from .unit import Seal, seal_with
@@ -244,9 +244,34 @@ def display_name(member: Member, vault: Vault) -> str:
     return mask_name(vault.decrypt(member.name_enc)) or mask_phone(None, member.phone_last4) or f"#{member.id}"
 
 
+MAX_TAGS = 50
+
+
+async def set_tags(chain_id: int, member_id: int, tags: list[str]) -> Member:
+    """Replace the member's manual tags (kept in order, each once); one transaction."""
+    wanted = list(dict.fromkeys(tag.strip() for tag in tags))
+    if len(wanted) > MAX_TAGS or any(not tag for tag in wanted):
+        raise ValidationFailed([{"field": "tags", "message": f"at most {MAX_TAGS} tags, none blank"}])
+    async with in_transaction():
+        member = await Member.select_for_update().get_or_none(chain_id=chain_id, id=member_id)
+        if member is None:
+            raise NotFound(f"No member {member_id}")
+        if member.erased_at is not None:
+            raise MemberErased("An erased member keeps no tags")
+        await MemberTag.filter(chain_id=chain_id, member_id=member_id).exclude(tag__in=wanted).delete()
+        have = set(await MemberTag.filter(chain_id=chain_id, member_id=member_id).values_list("tag", flat=True))
+        await MemberTag.bulk_create([MemberTag(chain_id=chain_id, member_id=member_id, tag=tag)
+                                     for tag in wanted if tag not in have])
+        member.tags = wanted
+        await member.save(update_fields=["tags"])
+    return member
+
+
 async def search_members(chain_id: int, vault: Vault, *, phone: str | None, identity: str | None,
-                         tier: str | None, after_id: int | None, limit: int) -> list[Member]:
+                         tier: str | None, after_id: int | None, limit: int, tag: str | None = None) -> list[Member]:
     query = Member.filter(chain_id=chain_id)
+    if tag:
+        query = query.filter(tag_rows__chain_id=chain_id, tag_rows__tag=tag.strip())
     if phone:
         query = query.filter(phone_hash=vault.lookup_hash(chain_id, checked_phone(phone)))
     if identity:

@@ -89,6 +89,20 @@ class Member(Model):
         indexes = (("chain_id", "tier_code"),)
 
 
+# A member's manual tags, one row each, for the search by tag (the member row keeps the list too,
+# for its view); both written in one transaction by ``members.set_tags``.
+class MemberTag(Model):
+    id = fields.BigIntField(primary_key=True)
+    chain = fields.ForeignKeyField("loyalty.Chain", related_name="member_tags", on_delete=fields.RESTRICT)
+    member = fields.ForeignKeyField("loyalty.Member", related_name="tag_rows", on_delete=fields.RESTRICT)
+    tag = fields.CharField(max_length=32)
+
+    class Meta:
+        table = "member_tags"
+        unique_together = (("chain", "member", "tag"),)
+        indexes = (("chain_id", "tag", "member_id"),)
+
+
 # A member as one channel knows it: a card, a WeChat openid, a marketplace buyer id.
 #
 # ``member`` is null while the identity is unclaimed (a marketplace buyer who is no member yet).

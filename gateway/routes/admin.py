@@ -113,11 +113,21 @@ async def registered(call: Call, new: members.NewMember, program, now) -> Reply:
 async def search_members(call: Call):
     q = call.query
     found = await members.search_members(call.chain_id, call.services.vault, phone=q.phone, identity=q.identity,
-                                         tier=q.tier, after_id=s.decode_cursor(q.cursor), limit=q.limit + 1)
+                                         tier=q.tier, tag=q.tag, after_id=s.decode_cursor(q.cursor), limit=q.limit + 1)
     found, cursor = s.cut(found, q.limit)
     program, now = await call.program(), call.services.clock.now()
     return {"items": [await members.member_view(m, program, call.services.vault, now) for m in found],
             "next_cursor": cursor}
+
+
+@API.route("PUT", "/v1/members/{member_id}/tags", auth="admin:members", summary="Set a member's manual tags",
+           tag="members", body=s.Tags, response=s.MemberOut, errors=ERR_AUTH + ("not_found", "validation_error",
+                                                                               "member_erased"),
+           description="The whole set: tags not sent are removed. Each tag 1-32 characters, at most 50, kept in the "
+                       "order sent, each once. GET /v1/members?tag= finds the members with a tag.")
+async def put_tags(call: Call):
+    member = await members.set_tags(call.chain_id, call.path_id("member_id"), call.body.tags)
+    return await members.member_view(member, await call.program(), call.services.vault, call.services.clock.now())
 
 
 @API.route("GET", "/v1/members/{member_id}", auth="admin:read", summary="A member", tag="members",
