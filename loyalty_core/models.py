@@ -319,6 +319,28 @@ class Coupon(Model):
         indexes = (("member_id", "status", "valid_to"), ("order_id",), ("template_id", "member_id"))
 
 
+# A decision waiting for an operator: a tier upgrade to a ``manual_review`` level (``subject`` the
+# level's code) or a risk flag (``subject`` the limit crossed). At most one pending review per
+# member, kind and subject (a partial unique index, migration 0010); the decision is a journal
+# entry too, with who and why.
+class Review(Model):
+    id = fields.BigIntField(primary_key=True)
+    chain = fields.ForeignKeyField("loyalty.Chain", related_name="reviews", on_delete=fields.RESTRICT)
+    member = fields.ForeignKeyField("loyalty.Member", related_name="reviews", on_delete=fields.RESTRICT)
+    kind = fields.CharField(max_length=16)  # tier_upgrade, risk
+    subject = fields.CharField(max_length=64)
+    status = fields.CharField(max_length=16, default="pending")  # pending, approved, rejected
+    detail = fields.JSONField(default=dict)
+    opened_at = fields.DatetimeField()
+    decided_at = fields.DatetimeField(null=True)
+    decided_by = fields.CharField(max_length=64, null=True)
+    note = fields.CharField(max_length=500, null=True)
+
+    class Meta:
+        table = "reviews"
+        indexes = (("chain_id", "status", "id"), ("member_id",))
+
+
 # A stored-value top-up at a store's till, once per (store, topup_id) forever: the row is its
 # transaction's first write, so a twin waits on the key and then answers the first result.
 class Topup(Model):

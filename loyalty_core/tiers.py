@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from . import sql
+from . import reviews, sql
 from .models import Member
 from .outbox import emit
 from .program import Level, Program
@@ -188,9 +188,31 @@ async def raise_tier(member: Member, program: Program, now: datetime, reading: R
     if reading is None:
         reading = await read(member.chain_id, member.id, program, now)
     target = earned_level(program, reading)
+    await _ask_review(member, program, reading, max(current.threshold, target.threshold), now)
     if target.threshold <= current.threshold:
         return tier_answer(current, False)
     await _move_tier(member, current, target, now, "upgrade")
+    return tier_answer(target, True)
+
+
+async def _ask_review(member: Member, program: Program, reading: Reading, above: int, now: datetime) -> None:
+    """The figures reach a ``manual_review`` level above where they take the member: a reviewer
+    decides (one pending review per member and level)."""
+    reached = level_for(program, reading.metric)
+    if reached.manual_review and reached.threshold > above:
+        await reviews.open_review(member.chain_id, member.id, "tier_upgrade", reached.code,
+                                  {"metric": program.tiers.metric, "value": reading.metric,
+                                   "threshold": reached.threshold}, now)
+
+
+async def lift_to(member: Member, program: Program, code: str, now: datetime, why: str) -> dict:
+    """Move the member up to the level ``code`` (a reviewer's approval); never down, and nothing
+    for a level the program no longer has."""
+    current = program.level(member.tier_code)
+    target = next((level for level in program.tiers.levels if level.code == code), None)
+    if target is None or target.threshold <= current.threshold:
+        return tier_answer(current, False)
+    await _move_tier(member, current, target, now, why)
     return tier_answer(target, True)
 
 
