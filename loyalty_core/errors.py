@@ -145,6 +145,12 @@ class CouponNotFound(NotFound):
     code, title = "coupon_not_found", "Coupon not found"
 
 
+class RiskLimitExceeded(BusinessRuleError):
+    """Carries ``limit``: which of the program's risk limits the order would cross."""
+
+    code, title = "risk_limit_exceeded", "The order would cross one of the program's risk limits"
+
+
 class MemberFrozen(BusinessRuleError):
     code, title = "member_frozen", "Member is frozen"
 

@@ -17,10 +17,10 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import F
 from tortoise.transactions import in_transaction
 
-from . import coupons, ledger, outbox, points, sql, tiers
+from . import coupons, ledger, outbox, points, risk, sql, tiers
 from .errors import (AmountMismatch, CodeUsed, CouponNotUsable, DuplicateEntry, InsufficientPoints,
                      InsufficientStoredValue, InvalidRedeemPoints, LoyaltyError, MemberFrozen,
-                     OccurredAtOutOfRange, OrderNotFound)
+                     OccurredAtOutOfRange, OrderNotFound, RiskLimitExceeded)
 from .codes import MEMBER_BY_ID
 from .members import balance_changed, shown_balances
 from .models import Member, Order, PendingPoints, Refund
@@ -153,6 +153,9 @@ async def place_order(chain_id: int, order: OrderInput, program: Program, now: d
         if isinstance(twin, Placed):
             return twin
         raise twin from None
+    except RiskLimitExceeded as refused:
+        await risk.flag(chain_id, order.member.id, refused, now)
+        raise
     return placed
 
 
@@ -235,6 +238,7 @@ async def _apply(chain_id: int, order: OrderInput, figures: pricing.Quote, progr
         legs = _order_legs(member.id, row.points_redeemed, figures, principal, bonus, pending_until is not None)
         entry = await _post_order(chain_id, order, row, legs, tiers.tally(program, row.period, tiers.Figures(
             growth=figures.growth_to_earn, points_earned=figures.points_to_earn, spend=figures.payable, orders=1), now))
+        await risk.check_order(chain_id, member.id, order.occurred_at, program)
         kept = await _move_points(chain_id, member.id, entry, row, figures.points_to_earn, pending_until, program)
         tier = await tiers.raise_tier(member, program, now, entry.standing)
         tier_after = member.tier_code if tier["changed"] else None

@@ -19,7 +19,7 @@ from . import API
 
 SIGNED = ("unauthorized", "stale_request", "replayed_request", "invalid_signature")
 REFUSALS = ("insufficient_points", "insufficient_stored_value", "coupon_not_usable", "member_frozen",
-            "invalid_redeem_points", "redeem_over_limit", "occurred_at_out_of_range")
+            "invalid_redeem_points", "redeem_over_limit", "occurred_at_out_of_range", "risk_limit_exceeded")
 
 
 @API.route("POST", "/v1/pos/members", auth="terminal", summary="Register a member at the counter", tag="pos",
