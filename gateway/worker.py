@@ -36,6 +36,7 @@ LEASE = timedelta(seconds=60)
 RETENTION = timedelta(days=7)
 MAX_ATTEMPTS = 20
 PRUNE_BATCH = 500  # rows per DELETE: each statement stays short, whatever the backlog
+EVALUATE_EVERY = timedelta(hours=1)
 PRUNE_MAX_BATCHES = 20  # per table and schedule run, so one run never starves the relay
 ANY_TOPIC = "*"
 
@@ -122,7 +123,7 @@ class Relay:
 
 
 class Schedule:
-    """Every ``every``: the points jobs for every chain, then the retention of delivered outbox
+    """Every ``every``: the points jobs for every chain (and, hourly, ``evaluate_tiers``), then the retention of delivered outbox
     rows (``retention``) and of idempotency records (``idempotency.KEEP``); safe beside other
     workers."""
 
@@ -134,14 +135,19 @@ class Schedule:
         self.batch = batch
         self.max_batches = max_batches
         self.next_run: datetime | None = None
+        self.next_evaluation: datetime | None = None
 
     async def run_due(self) -> None:
         now = self.clock.now()
         if self.next_run is not None and now < self.next_run:
             return
         self.next_run = now + self.every
+        names = ["vest_points", "expire_points"]
+        if self.next_evaluation is None or now >= self.next_evaluation:  # tiers move by months: hourly is plenty
+            self.next_evaluation = now + EVALUATE_EVERY
+            names.append("evaluate_tiers")
         for chain_id in await Chain.all().values_list("id", flat=True):
-            for name in ("vest_points", "expire_points"):
+            for name in names:
                 report = await jobs.run_job(name, chain_id, now)
                 if report.processed:
                     log.info("job.ran", chain_id=chain_id, **report.as_dict(now))

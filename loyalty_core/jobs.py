@@ -5,17 +5,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 
 from tortoise.connection import connections
 from tortoise.transactions import in_transaction
 
-from . import ledger, points, sql
+from . import ledger, points, sql, tiers
 from .chains import get_program
 from .clock import utc
 from .errors import DuplicateEntry, InsufficientPoints, UnknownJob
 from .members import announce_balance, shown_balances
 from .models import Account, PendingPoints, PointsLot
 from .outbox import emit_all
+from .rules.calendar import shift_months
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,30 @@ def _expiry_reason(lots: list[dict], last: datetime) -> str:
     return f"{len(lots)} lots expired ({ids}), the last at {last.isoformat()}"
 
 
-JOBS = {"vest_points": vest_points, "expire_points": expire_points}
+EVALUATE_BATCH = 500
+TIERED = ("SELECT id FROM members WHERE chain_id = $1 AND tier_code <> $2 AND tier_since <= $3 AND erased_at IS NULL "
+          "AND id > $4 ORDER BY id LIMIT $5")
+
+
+async def evaluate_tiers(chain_id: int, now: datetime) -> JobReport:
+    """Lower the tiers whose ``retention_months`` are over while the window's metric is below the
+    tier's threshold (to what the figures earn). Members are read in batches by id and each is
+    lowered in its own short transaction that re-reads it locked; a lowered tier is kept from now
+    on, so a second run, or one beside it, lowers nobody twice."""
+    program = await get_program(chain_id)
+    kept_since = utc(shift_months(now.astimezone(ZoneInfo(program.timezone)), -program.tiers.retention_months))
+    lowered, after = 0, 0
+    while True:
+        batch = [int(row["id"]) for row in await sql.rows(TIERED, chain_id, program.tiers.levels[0].code, kept_since,
+                                                           after, EVALUATE_BATCH)]
+        for member_id in batch:
+            lowered += await tiers.lower_after_retention(chain_id, member_id, program, kept_since, now)
+        if len(batch) < EVALUATE_BATCH:
+            return JobReport("evaluate_tiers", lowered, 0)
+        after = batch[-1]
+
+
+JOBS = {"vest_points": vest_points, "expire_points": expire_points, "evaluate_tiers": evaluate_tiers}
 
 
 async def run_job(name: str, chain_id: int, now: datetime) -> JobReport:

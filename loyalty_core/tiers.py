@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from tortoise.transactions import in_transaction
+
 from . import reviews, sql
 from .models import Member
 from .outbox import emit
@@ -214,6 +216,26 @@ async def lift_to(member: Member, program: Program, code: str, now: datetime, wh
         return tier_answer(current, False)
     await _move_tier(member, current, target, now, why)
     return tier_answer(target, True)
+
+
+async def lower_after_retention(chain_id: int, member_id: int, program: Program, kept_since: datetime,
+                                now: datetime) -> bool:
+    """``evaluate_tiers`` for one member, in its own short transaction: a tier held since before
+    ``kept_since`` (its retention is over) whose window metric is below its threshold goes down
+    to what the figures earn (first-purchase upgrades included, review levels never). True if lowered."""
+    async with in_transaction():
+        member = await Member.select_for_update().get_or_none(chain_id=chain_id, id=member_id)
+        if member is None or member.erased_at is not None or member.tier_since is None or member.tier_since > kept_since:
+            return False
+        current = program.level(member.tier_code)
+        reading = await read(chain_id, member_id, program, now)
+        if reading.metric >= current.threshold:
+            return False
+        target = earned_level(program, reading)
+        if target.threshold >= current.threshold:
+            return False
+        await _move_tier(member, current, target, now, "evaluation")
+    return True
 
 
 async def settle_after_refund(member: Member, program: Program, lifted_to: str | None, before: str | None,

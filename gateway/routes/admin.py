@@ -231,7 +231,8 @@ class JobOut(BaseModel):
 
 @API.route("POST", "/v1/jobs/{name}", auth="admin:jobs", summary="Run a scheduled job now", tag="jobs",
            response=JobOut, idempotent="optional", errors=("unauthorized", "forbidden", "unknown_job"),
-           description="vest_points, expire_points. Safe to run twice or alongside the worker.")
+           description="vest_points, expire_points, evaluate_tiers (lowers tiers whose retention is over while "
+                       "the window metric is below their threshold). Safe to run twice or alongside the worker.")
 async def run_job(call: Call):
     now = call.services.clock.now()
     report = await jobs.run_job(call.request.match_info["name"], call.chain_id, now)
