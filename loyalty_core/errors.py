@@ -103,6 +103,14 @@ class CodeUsed(Conflict):
     code, title = "code_used", "Member code already used for an order"
 
 
+class AlreadyCheckedIn(Conflict):
+    code, title = "already_checked_in", "Checked in already today"
+
+
+class AlreadyDone(Conflict):
+    code, title = "already_done", "This was rewarded already"
+
+
 class RequestInProgress(Conflict):
     code, title = "request_in_progress", "A request with this Idempotency-Key is still running"
 

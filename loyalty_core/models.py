@@ -341,6 +341,28 @@ class Review(Model):
         indexes = (("chain_id", "status", "id"), ("member_id",))
 
 
+# One behaviour a member did (a check-in, a review, a share, a completed profile, an invite),
+# rewarded or not (``points`` 0 past a cap). ``key`` is its cause, unique in the chain: a check-in
+# per local day, a completed profile once, a review per thing reviewed, an invite per invitee.
+class BehaviorEvent(Model):
+    id = fields.BigIntField(primary_key=True)
+    chain = fields.ForeignKeyField("loyalty.Chain", related_name="behavior_events", on_delete=fields.RESTRICT)
+    member = fields.ForeignKeyField("loyalty.Member", related_name="behavior_events", on_delete=fields.RESTRICT)
+    behavior = fields.CharField(max_length=16)
+    key = fields.CharField(max_length=200)
+    day = fields.IntField()  # yyyymmdd on the chain's calendar
+    month = fields.IntField()  # yyyymm
+    streak = fields.IntField(default=0)
+    points = fields.BigIntField(default=0)
+    ref = fields.CharField(max_length=64, null=True)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "behavior_events"
+        unique_together = (("chain", "key"),)
+        indexes = (("chain_id", "member_id", "behavior", "day"),)
+
+
 # A stored-value top-up at a store's till, once per (store, topup_id) forever: the row is its
 # transaction's first write, so a twin waits on the key and then answers the first result.
 class Topup(Model):

@@ -32,6 +32,7 @@ SELECT create_distributed_table('coupon_templates',    'chain_id', colocate_with
 SELECT create_distributed_table('coupons',             'chain_id', colocate_with => 'members');
 SELECT create_distributed_table('member_tags',         'chain_id', colocate_with => 'members');
 SELECT create_distributed_table('reviews',             'chain_id', colocate_with => 'members');
+SELECT create_distributed_table('behavior_events',     'chain_id', colocate_with => 'members');
 SELECT create_distributed_table('idempotency_records', 'chain_id', colocate_with => 'members');
 SELECT create_distributed_table('outbox_events',       'chain_id', colocate_with => 'members');
 

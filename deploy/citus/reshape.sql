@@ -1,4 +1,4 @@
--- Reshape the migrated schema (`loyalty migrate`, up to 0010) so that Citus can distribute it by
+-- Reshape the migrated schema (`loyalty migrate`, up to 0011) so that Citus can distribute it by
 -- chain_id: run it once on the coordinator, after the migrations and before distribute.sql, as
 --   psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -f deploy/citus/reshape.sql
 -- It needs no extension (tests/integration/test_citus_reshape_pg.py runs it on plain PostgreSQL
@@ -7,11 +7,11 @@
 -- Citus wants, on a distributed table, every primary key and unique key to include the
 -- distribution column, and every foreign key between two distributed tables to include it on
 -- both sides, at the same position. Migration 0005 put chain_id in every unique key; here:
---   1. the 18 foreign keys between chain tables are dropped;
---   2. the 17 chain tables' primary keys become (id, chain_id): id first, so that a statement
+--   1. the 19 foreign keys between chain tables are dropped;
+--   2. the 18 chain tables' primary keys become (id, chain_id): id first, so that a statement
 --      that still finds a row by id alone (docs/scaling.md, "Queries still to scope") keeps its
 --      index; the pair is unique because id is;
---   3. the 18 foreign keys come back as (chain_id, <column>) -> (chain_id, id), ON DELETE RESTRICT
+--   3. the 19 foreign keys come back as (chain_id, <column>) -> (chain_id, id), ON DELETE RESTRICT
 --      as before. A NULL member_id or order_id is still allowed (MATCH SIMPLE: a key with a NULL
 --      column is not checked, as before).
 -- The foreign keys to chains(id) and stores(id) stay as they are: those two tables, terminals and
@@ -36,6 +36,7 @@ ALTER TABLE refunds         DROP CONSTRAINT refunds_order_id_fkey;
 ALTER TABLE topups          DROP CONSTRAINT topups_member_id_fkey;
 ALTER TABLE member_tags     DROP CONSTRAINT member_tags_member_id_fkey;
 ALTER TABLE reviews         DROP CONSTRAINT reviews_member_id_fkey;
+ALTER TABLE behavior_events DROP CONSTRAINT behavior_events_member_id_fkey;
 ALTER TABLE coupons         DROP CONSTRAINT coupons_member_id_fkey,
                             DROP CONSTRAINT coupons_template_id_fkey;
 
@@ -54,6 +55,7 @@ ALTER TABLE coupon_templates    DROP CONSTRAINT coupon_templates_pkey,    ADD CO
 ALTER TABLE coupons             DROP CONSTRAINT coupons_pkey,             ADD CONSTRAINT coupons_pkey PRIMARY KEY (id, chain_id);
 ALTER TABLE member_tags         DROP CONSTRAINT member_tags_pkey,         ADD CONSTRAINT member_tags_pkey PRIMARY KEY (id, chain_id);
 ALTER TABLE reviews             DROP CONSTRAINT reviews_pkey,             ADD CONSTRAINT reviews_pkey PRIMARY KEY (id, chain_id);
+ALTER TABLE behavior_events     DROP CONSTRAINT behavior_events_pkey,     ADD CONSTRAINT behavior_events_pkey PRIMARY KEY (id, chain_id);
 ALTER TABLE member_figures      DROP CONSTRAINT member_figures_pkey,      ADD CONSTRAINT member_figures_pkey PRIMARY KEY (id, chain_id);
 ALTER TABLE idempotency_records DROP CONSTRAINT idempotency_records_pkey, ADD CONSTRAINT idempotency_records_pkey PRIMARY KEY (id, chain_id);
 ALTER TABLE outbox_events       DROP CONSTRAINT outbox_events_pkey,       ADD CONSTRAINT outbox_events_pkey PRIMARY KEY (id, chain_id);
@@ -94,6 +96,8 @@ ALTER TABLE coupons         ADD CONSTRAINT coupons_template_id_fkey
 ALTER TABLE member_tags     ADD CONSTRAINT member_tags_member_id_fkey
   FOREIGN KEY (chain_id, member_id) REFERENCES members (chain_id, id) ON DELETE RESTRICT;
 ALTER TABLE reviews         ADD CONSTRAINT reviews_member_id_fkey
+  FOREIGN KEY (chain_id, member_id) REFERENCES members (chain_id, id) ON DELETE RESTRICT;
+ALTER TABLE behavior_events ADD CONSTRAINT behavior_events_member_id_fkey
   FOREIGN KEY (chain_id, member_id) REFERENCES members (chain_id, id) ON DELETE RESTRICT;
 
 COMMIT;
