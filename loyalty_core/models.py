@@ -363,6 +363,44 @@ class BehaviorEvent(Model):
         indexes = (("chain_id", "member_id", "behavior", "day"),)
 
 
+# A points-mall item: a price in points for one coupon of a template (a gift, a voucher). Its
+# ``redeemed`` count is raised by a guarded update, so ``stock`` holds across processes.
+class Reward(Model):
+    id = fields.BigIntField(primary_key=True)
+    chain = fields.ForeignKeyField("loyalty.Chain", related_name="rewards", on_delete=fields.RESTRICT)
+    name = fields.CharField(max_length=100)
+    points = fields.BigIntField()
+    template = fields.ForeignKeyField("loyalty.CouponTemplate", related_name="rewards", on_delete=fields.RESTRICT)
+    stock = fields.BigIntField(null=True)
+    redeemed = fields.BigIntField(default=0)
+    per_member_limit = fields.IntField(null=True)
+    active = fields.BooleanField(default=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "rewards"
+        unique_together = (("chain", "name"),)
+
+
+# One redemption in the mall, under its cause (``key``: the request's), with the points it took
+# and the coupon it gave.
+class RewardRedemption(Model):
+    id = fields.BigIntField(primary_key=True)
+    chain = fields.ForeignKeyField("loyalty.Chain", related_name="reward_redemptions", on_delete=fields.RESTRICT)
+    member = fields.ForeignKeyField("loyalty.Member", related_name="reward_redemptions", on_delete=fields.RESTRICT)
+    reward = fields.ForeignKeyField("loyalty.Reward", related_name="redemptions", on_delete=fields.RESTRICT)
+    key = fields.CharField(max_length=200)
+    points = fields.BigIntField()
+    coupon_code = fields.CharField(max_length=32)
+    result = fields.JSONField(default=dict)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "reward_redemptions"
+        unique_together = (("chain", "key"),)
+        indexes = (("chain_id", "member_id", "reward_id"),)
+
+
 # A stored-value top-up at a store's till, once per (store, topup_id) forever: the row is its
 # transaction's first write, so a twin waits on the key and then answers the first result.
 class Topup(Model):

@@ -84,10 +84,10 @@ def clock() -> FrozenClock:
     return FrozenClock(datetime.now(timezone.utc).replace(microsecond=0))
 
 
-TABLES = ["idempotency_records", "outbox_events", "coupons", "coupon_templates", "member_tags", "reviews",
-          "behavior_events", "member_figures", "refunds", "topups", "pending_points", "points_lots", "postings",
-          "journal_entries", "orders", "accounts", "identities", "members", "terminals", "stores", "admin_keys",
-          "chains"]
+TABLES = ["idempotency_records", "outbox_events", "reward_redemptions", "rewards", "coupons", "coupon_templates",
+          "member_tags", "reviews", "behavior_events", "member_figures", "refunds", "topups", "pending_points",
+          "points_lots", "postings", "journal_entries", "orders", "accounts", "identities", "members", "terminals",
+          "stores", "admin_keys", "chains"]
 
 
 async def empty_database() -> None:

@@ -33,6 +33,8 @@ SELECT create_distributed_table('coupons',             'chain_id', colocate_with
 SELECT create_distributed_table('member_tags',         'chain_id', colocate_with => 'members');
 SELECT create_distributed_table('reviews',             'chain_id', colocate_with => 'members');
 SELECT create_distributed_table('behavior_events',     'chain_id', colocate_with => 'members');
+SELECT create_distributed_table('rewards',             'chain_id', colocate_with => 'members');
+SELECT create_distributed_table('reward_redemptions',  'chain_id', colocate_with => 'members');
 SELECT create_distributed_table('idempotency_records', 'chain_id', colocate_with => 'members');
 SELECT create_distributed_table('outbox_events',       'chain_id', colocate_with => 'members');
 
