@@ -88,6 +88,7 @@ class MemberOut(BaseModel):
     frozen: bool
     frozen_reason: str | None
     erased: bool
+    merged_into: int | None = Field(None, description="closed by a merge: the member who holds everything now")
     created_at: str
 
 
@@ -215,3 +216,9 @@ def cut(rows: list, limit: int, id_of=lambda row: row.id) -> tuple[list, str | N
         return rows, None
     rows = rows[:limit]
     return rows, encode_cursor(id_of(rows[-1]))
+
+
+class MergeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    from_member_id: int = Field(ge=1, le=2**53 - 1, description="the record to move into this one and close")

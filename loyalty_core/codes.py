@@ -123,13 +123,18 @@ async def find_member_row(cache: Cache, vault: Vault, chain_id: int, code: str, 
     else:
         query, key = MEMBER_BY_CARD, (chain_id, code)
     found = await sql.rows(query.format(columns=columns), *key, *params)
+    if found and found[0]["merged_into"] is not None:  # a merged record answers for the member it went to
+        found = await sql.rows(MEMBER_BY_ID.format(columns=columns), found[0]["merged_into"], chain_id, *params)
     if not found or found[0]["erased_at"] is not None:
         raise CodeNotFound("No member with this code")
     return found[0], dynamic
 
 
 async def member_by_id(chain_id: int, member_id: int) -> Member:
+    """The member with this id, or the one a merge moved it into."""
     member = await sql.one(Member, MEMBER_BY_ID.format(columns=""), member_id, chain_id)
+    if member is not None and member.merged_into is not None:
+        member = await sql.one(Member, MEMBER_BY_ID.format(columns=""), member.merged_into, chain_id)
     if member is None or member.erased_at is not None:
         raise MemberNotFound(f"No member {member_id}")
     return member

@@ -81,6 +81,8 @@ class Member(Model):
     frozen = fields.BooleanField(default=False)
     frozen_reason = fields.CharField(max_length=200, null=True)
     erased_at = fields.DatetimeField(null=True)
+    merged_into = fields.BigIntField(null=True)  # closed by a merge: the member who holds everything now
+    merged_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:

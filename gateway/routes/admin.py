@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from loyalty_core import chains, jobs, members
+from loyalty_core import chains, jobs, members, merge
 from loyalty_core.errors import DuplicateEntry, RequestInProgress
 from loyalty_core.models import AdminKey, Store
 from loyalty_core.program import Program
@@ -128,6 +128,24 @@ async def search_members(call: Call):
 async def put_tags(call: Call):
     member = await members.set_tags(call.chain_id, call.path_id("member_id"), call.body.tags)
     return await members.member_view(member, await call.program(), call.services.vault, call.services.clock.now())
+
+
+@API.route("POST", "/v1/members/{member_id}/merge", auth="admin:members", summary="Merge another record into this member",
+           tag="members", body=s.MergeIn, response=s.MemberOut, idempotent=True,
+           errors=ERR_AUTH + ("not_found", "validation_error", "member_erased"),
+           description="One person, two records: balances, lots, pending points, coupons, identities, orders and "
+                       "tier figures of from_member_id move here in one transaction (a journal entry with who and "
+                       "why); the target keeps the higher tier; the source is closed (merged_into) and its phone "
+                       "or id then finds this member.")
+async def merge_member(call: Call):
+    program, now = await call.program(), call.services.clock.now()
+
+    async def shape(target) -> Reply:  # read inside the merge's transaction: the answer commits with it
+        return Reply(await members.member_view(target, program, call.services.vault, now))
+
+    target = await merge.merge(call.chain_id, call.path_id("member_id"), call.body.from_member_id, program,
+                               call.principal.actor, now, seal=call.seal(shape))
+    return await call.answer(shape, target)
 
 
 @API.route("GET", "/v1/members/{member_id}", auth="admin:read", summary="A member", tag="members",
