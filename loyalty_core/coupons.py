@@ -110,8 +110,8 @@ def _iso(moment: datetime | None) -> str | None:
 
 MEMBER = "SELECT id, frozen, erased_at FROM members WHERE chain_id = $1 AND id = $2"
 TAKE_STOCK = ("UPDATE coupon_templates SET issued = issued + 1 WHERE chain_id = $1 AND id = $2 "
-              "AND (stock IS NULL OR issued < stock) RETURNING id, name, kind, valid_days, valid_from, valid_to, "
-              "per_member_limit")
+              "AND (stock IS NULL OR issued < stock) RETURNING id, name, kind, amount_off, percent_off, max_off, sku, "
+              "min_spend, stackable, valid_days, valid_from, valid_to, per_member_limit")
 TEMPLATE_EXISTS = "SELECT id FROM coupon_templates WHERE chain_id = $1 AND id = $2"
 HELD_OF_TEMPLATE = "SELECT count(*) AS n FROM coupons WHERE chain_id = $1 AND template_id = $2 AND member_id = $3"
 BY_ISSUE_KEY = "SELECT {columns} FROM coupons c JOIN coupon_templates t ON t.id = c.template_id " \
@@ -126,36 +126,44 @@ async def issue(chain_id: int, member_id: int, template_id: int, now: datetime, 
                 seal: Seal | None = None) -> dict:
     """Issue one coupon of the template to the member, once per ``issue_key``; the coupon's view."""
     async with in_transaction():
-        coupon = await issue_within(chain_id, member_id, template_id, now, issue_key)
+        if found := await sql.rows(BY_ISSUE_KEY.format(columns=VIEW_COLUMNS), chain_id, issue_key):
+            coupon = coupon_view(found[0], now)  # this cause issued it already
+        else:
+            coupon, event = await issue_within(chain_id, member_id, template_id, now, issue_key)
+            await emit(chain_id, *event, now)
         await seal_with(seal, coupon)
     return coupon
 
 
-async def issue_within(chain_id: int, member_id: int, template_id: int, now: datetime, issue_key: str) -> dict:
-    """``issue`` inside the caller's transaction (a registration's welcome coupons)."""
-    if found := await sql.rows(BY_ISSUE_KEY.format(columns=VIEW_COLUMNS), chain_id, issue_key):
-        return coupon_view(found[0], now)
-    member = await sql.rows(sql.locking(MEMBER, "FOR NO KEY UPDATE"), chain_id, member_id)
-    if not member or member[0]["erased_at"] is not None:
-        raise MemberNotFound(f"No member {member_id}")
-    if member[0]["frozen"]:
-        raise MemberFrozen("This member is frozen: no coupons are issued to them")
+async def issue_within(chain_id: int, member_id: int, template_id: int, now: datetime, issue_key: str,
+                       member_locked: bool = False) -> tuple[dict, tuple[str, dict]]:
+    """Issue inside the caller's transaction (a registration's welcome coupons, a mall redemption,
+    which has locked the member already): the coupon's view and its ``coupon.issued`` event, for
+    the caller to send with its own. A cause that issued already makes the insert fail."""
+    if not member_locked:
+        member = await sql.rows(sql.locking(MEMBER, "FOR NO KEY UPDATE"), chain_id, member_id)
+        if not member or member[0]["erased_at"] is not None:
+            raise MemberNotFound(f"No member {member_id}")
+        if member[0]["frozen"]:
+            raise MemberFrozen("This member is frozen: no coupons are issued to them")
     template = await _take_stock(chain_id, template_id)
     limit = template["per_member_limit"]
     if limit is not None and (await sql.rows(HELD_OF_TEMPLATE, chain_id, template_id, member_id))[0]["n"] >= limit:
         raise CouponLimitReached(f"A member may hold {limit} of {template['name']!r}; this one has them all")
     valid_from, valid_to = _validity(template, now)
     for _ in range(3):  # a clash of 80 random bits is not expected; a retry costs nothing
-        if await sql.rows(INSERT, chain_id, template_id, member_id, new_code(), issue_key, valid_from, valid_to, now):
+        code = new_code()
+        if await sql.rows(INSERT, chain_id, template_id, member_id, code, issue_key, valid_from, valid_to, now):
             break
         if await sql.rows(BY_ISSUE_KEY.format(columns="c.id"), chain_id, issue_key):
             raise IntegrityError(f"coupon {issue_key} issued meanwhile")  # a twin of this cause committed first
     else:
         raise RuntimeError("no free coupon code after three draws")
-    coupon = coupon_view((await sql.rows(BY_ISSUE_KEY.format(columns=VIEW_COLUMNS), chain_id, issue_key))[0], now)
-    await emit(chain_id, "coupon.issued", {"member_id": member_id, "template_id": template_id, "code": coupon["code"],
-                                           "valid_to": coupon["valid_to"]}, now)
-    return coupon
+    coupon = coupon_view({**template, "code": code, "template_id": template_id, "member_id": member_id,
+                          "status": "issued", "valid_from": valid_from, "valid_to": valid_to, "order_id": None,
+                          "redeemed_at": None, "issued_at": now}, now)
+    return coupon, ("coupon.issued", {"member_id": member_id, "template_id": template_id, "code": code,
+                                      "valid_to": coupon["valid_to"]})
 
 
 async def _take_stock(chain_id: int, template_id: int) -> dict:

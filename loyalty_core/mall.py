@@ -16,11 +16,12 @@ import orjson
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from . import coupons, ledger, points, sql
-from .errors import AlreadyExists, CouponLimitReached, CouponOutOfStock, MemberFrozen, MemberNotFound, NotFound
-from .members import announce_balance
+from . import coupons, ledger, outbox, points, sql
+from .errors import (AlreadyExists, CouponLimitReached, CouponOutOfStock, DuplicateEntry, MemberFrozen,
+                     MemberNotFound, NotFound)
+from .members import balance_changed, shown_balances
 from .models import CouponTemplate, Reward
-from .unit import Seal, seal_with
+from .unit import Seal, confirm, seal_with, sealing
 
 
 @dataclass(frozen=True)
@@ -69,16 +70,17 @@ async def redeem(chain_id: int, member_id: int, reward_id: int, now: datetime, c
                  channel: str = "admin", seal: Seal | None = None) -> dict:
     """Take the reward's points and issue its coupon, once per ``cause``; the answer."""
     key = f"mall:{cause}"
-    async with in_transaction():
+    try:
+        async with in_transaction():
+            return await _redeem(chain_id, member_id, reward_id, now, key, channel, seal)
+    except (IntegrityError, DuplicateEntry):  # this cause redeemed already (a retry that took over its lease)
         if done := await sql.rows(BY_KEY, chain_id, key):
-            answer = _json(done[0]["result"])
-        else:
-            answer = await _redeem(chain_id, member_id, reward_id, now, key, channel)
-        await seal_with(seal, answer)
-    return answer
+            return _json(done[0]["result"])
+        raise
 
 
-async def _redeem(chain_id: int, member_id: int, reward_id: int, now: datetime, key: str, channel: str) -> dict:
+async def _redeem(chain_id: int, member_id: int, reward_id: int, now: datetime, key: str, channel: str,
+                  seal: Seal | None) -> dict:
     member = await sql.rows(sql.locking(MEMBER, "FOR NO KEY UPDATE"), chain_id, member_id)
     if not member or member[0]["erased_at"] is not None:
         raise MemberNotFound(f"No member {member_id}")
@@ -94,13 +96,18 @@ async def _redeem(chain_id: int, member_id: int, reward_id: int, now: datetime, 
         ref=f"reward:{reward_id}", occurred_at=now,
         legs=[ledger.Leg("points", -price, member_id, guard=True), ledger.Leg("points_redeemed", price)]))
     await points.take_from_lots(chain_id, member_id, price)
-    coupon = await coupons.issue_within(chain_id, member_id, int(reward["template_id"]), now, f"reward:{key}")
-    balances = await announce_balance(chain_id, member_id, entry.id, now, balances=entry.accounts, also=(
-        ("reward.redeemed", {"member_id": member_id, "reward_id": reward_id, "points": price,
-                             "code": coupon["code"]}),))
+    coupon, issued = await coupons.issue_within(chain_id, member_id, int(reward["template_id"]), now, f"reward:{key}",
+                                                member_locked=True)
+    balances = shown_balances(entry.accounts)
     answer = {"reward_id": reward_id, "member_id": member_id, "points": price, "coupon": coupon, "balances": balances}
-    await sql.execute(INSERT, chain_id, member_id, reward_id, key, price, coupon["code"],
-                      orjson.dumps(answer).decode(), now)
+    events, params, _ = outbox.inserting(chain_id, [
+        balance_changed(member_id, entry.id, balances), issued,
+        ("reward.redeemed", {"member_id": member_id, "reward_id": reward_id, "points": price, "code": coupon["code"]})],
+        now)
+    *_, stored = await sql.together(
+        (INSERT, [chain_id, member_id, reward_id, key, price, coupon["code"], orjson.dumps(answer).decode(), now]),
+        (events, params), await sealing(seal, answer))
+    confirm(seal, stored)
     return answer
 
 

@@ -108,8 +108,12 @@ async def _welcome_coupons(chain_id: int, member: Member, phone_hash: str, progr
         if not template.isdigit():
             log.warning("welcome_coupon.skipped", chain_id=chain_id, template=template, reason="not a template id")
             continue
+        key = f"welcome:{phone_hash}:{template}"
+        if await sql.rows(coupons.BY_ISSUE_KEY.format(columns="c.id"), chain_id, key):
+            continue  # this phone had it once already
         try:
-            await coupons.issue_within(chain_id, member.id, int(template), now, f"welcome:{phone_hash}:{template}")
+            _, event = await coupons.issue_within(chain_id, member.id, int(template), now, key)
+            await emit(chain_id, *event, now)
         except (NotFound, CouponOutOfStock) as error:
             log.warning("welcome_coupon.skipped", chain_id=chain_id, template=template, reason=error.code)
 

@@ -23,6 +23,8 @@ ORDER_EARNING = (10, 2)
 ORDER_REDEEMING = (12, 2)
 REFUND = (9, 2)
 TOPUP = (8, 2)
+ORDER_WITH_COUPON = (9, 2)
+MALL_REDEMPTION = (12, 2)
 
 
 @pytest.fixture
@@ -75,3 +77,26 @@ async def test_stored_value_top_up(till):
         answer = await till.pos("POST", "/v1/pos/stored-value/topups", body)
         assert answer.status == 201, await answer.text()
     within(count, TOPUP)
+
+
+async def test_order_with_a_coupon(till):
+    template = await (await till.admin("POST", "/v1/coupon-templates", {
+        "name": "5 off", "kind": "cash", "amount_off": 500, "valid_days": 30})).json()
+    coupon = await (await till.admin("POST", f"/v1/members/{till.extra['member_id']}/coupons",
+                                     {"template_id": template["id"]})).json()
+    with counting() as count:
+        sale = await till.sale(order("C1", [line("LATTE", "coffee", 1000)], 500, member_id=till.extra["member_id"],
+                                     at=NOW, coupons=[coupon["code"]]))
+    assert sale["coupon_discount"] == 500
+    within(count, ORDER_WITH_COUPON)
+
+
+async def test_mall_redemption(till):
+    template = await (await till.admin("POST", "/v1/coupon-templates", {
+        "name": "cookie", "kind": "gift", "sku": "COOKIE", "valid_days": 30})).json()
+    reward = await (await till.admin("POST", "/v1/rewards", {"name": "cookie", "points": 100,
+                                                              "template_id": template["id"]})).json()
+    with counting() as count:
+        answer = await till.admin("POST", f"/v1/members/{till.extra['member_id']}/rewards/{reward['id']}/redeem")
+        assert answer.status == 201, await answer.text()
+    within(count, MALL_REDEMPTION)
