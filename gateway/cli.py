@@ -70,6 +70,9 @@ def parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=cmd_demo)
     sub.add_parser("verify", help="recompute balances from the journal; exit 1 on any difference").set_defaults(
         run=cmd_verify)
+    sub.add_parser("fill-birth-months", help="the birth month (for the birthday job) of members registered "
+                                             "before migration 0014, from their encrypted birthday").set_defaults(
+        run=cmd_fill_birth_months)
     sign = sub.add_parser("pos-curl", help="print a signed curl command for a POS request (demo terminal)")
     sign.add_argument("method")
     sign.add_argument("path")
@@ -153,6 +156,21 @@ def cmd_verify(settings: Settings, args) -> int:
         print(difference)
     print(f"{len(differences)} differences" if differences else "ledger verified: 0 differences")
     return 1 if differences else 0
+
+
+def cmd_fill_birth_months(settings: Settings, args) -> int:
+    from loyalty_core.crypto import Vault
+    from loyalty_core.members import fill_birth_months
+
+    async def run() -> int:
+        await db.open_database(settings.database_url, command_timeout=None)
+        try:
+            return await fill_birth_months(Vault(settings.require_secret()))
+        finally:
+            await db.close_database()
+
+    print(f"birth months filled: {asyncio.run(run())}")
+    return 0
 
 
 def cmd_worker(settings: Settings, args) -> int:

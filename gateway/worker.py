@@ -123,7 +123,7 @@ class Relay:
 
 
 class Schedule:
-    """Every ``every``: the points jobs for every chain (and, hourly, ``evaluate_tiers``), then the retention of delivered outbox
+    """Every ``every``: the points jobs for every chain (and, hourly, ``evaluate_tiers``, ``birthday`` and ``winback``), then the retention of delivered outbox
     rows (``retention``) and of idempotency records (``idempotency.KEEP``); safe beside other
     workers."""
 
@@ -143,9 +143,9 @@ class Schedule:
             return
         self.next_run = now + self.every
         names = ["vest_points", "expire_points"]
-        if self.next_evaluation is None or now >= self.next_evaluation:  # tiers move by months: hourly is plenty
+        if self.next_evaluation is None or now >= self.next_evaluation:  # tiers and coupon campaigns move by days: hourly is plenty
             self.next_evaluation = now + EVALUATE_EVERY
-            names.append("evaluate_tiers")
+            names += ["evaluate_tiers", "birthday", "winback"]
         for chain_id in await Chain.all().values_list("id", flat=True):
             for name in names:
                 report = await jobs.run_job(name, chain_id, now)

@@ -377,10 +377,10 @@ class MemberWriter:
         vault = self.vault
         rows = [(self.chain_id, m.phone_hash, vault.encrypt(m.row.phone), m.row.phone[-4:], vault.encrypt(m.row.name),
                  vault.encrypt(m.row.birthday.isoformat() if m.row.birthday else None), m.card_no, m.row.store_code,
-                 m.tier, now, m.row.joined_at or now) for m in members]
+                 m.tier, now, m.row.joined_at or now, m.row.birthday.month if m.row.birthday else None) for m in members]
         found = await insert(
             "members", ("chain_id", "phone_hash", "phone_enc", "phone_last4", "name_enc", "birthday_enc", "card_no",
-                        "store_code", "tier_code", "tier_since", "created_at"), rows,
+                        "store_code", "tier_code", "tier_since", "created_at", "birth_month"), rows,
             fixed={"tags": "'[]'", "frozen": "FALSE"}, tail="ON CONFLICT DO NOTHING RETURNING id, phone_hash")
         ids = {row["phone_hash"]: int(row["id"]) for row in found}
         for member in members:
@@ -494,7 +494,7 @@ PG_TYPES = {
                      "tier_code", "channel", "external_id", "kind", "key", "actor", "reason", "ref", "ledger", "unit"),
                     "text"),
     **dict.fromkeys(("tier_since", "created_at", "occurred_at", "vested_at", "expires_at"), "timestamptz"),
-    "period": "integer", "event_id": "text", "topic": "text", "payload": "jsonb", "next_attempt_at": "timestamptz",
+    "period": "integer", "birth_month": "integer", "event_id": "text", "topic": "text", "payload": "jsonb", "next_attempt_at": "timestamptz",
 }
 
 

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from tortoise.connection import connections
 from tortoise.transactions import in_transaction
 
-from . import ledger, points, sql, tiers
+from . import automation, ledger, points, sql, tiers
 from .chains import get_program
 from .clock import utc
 from .errors import DuplicateEntry, InsufficientPoints, UnknownJob
@@ -187,7 +187,8 @@ async def evaluate_tiers(chain_id: int, now: datetime) -> JobReport:
         after = batch[-1]
 
 
-JOBS = {"vest_points": vest_points, "expire_points": expire_points, "evaluate_tiers": evaluate_tiers}
+JOBS = {"vest_points": vest_points, "expire_points": expire_points, "evaluate_tiers": evaluate_tiers,
+        "birthday": automation.birthday, "winback": automation.winback}
 
 
 async def run_job(name: str, chain_id: int, now: datetime) -> JobReport:

@@ -68,6 +68,7 @@ async def register_member(chain_id: int, new: NewMember, program: Program, vault
                 chain_id=chain_id, phone_hash=phone_hash, phone_enc=vault.encrypt(phone), phone_last4=phone[-4:],
                 name_enc=vault.encrypt(new.name), birthday_enc=vault.encrypt(new.birthday.isoformat() if new.birthday else None),
                 card_no=card_no, store_code=new.store_code, tier_code=program.tiers.levels[0].code, tier_since=now,
+                birth_month=new.birthday.month if new.birthday else None,
             )
             await Identity.create(chain_id=chain_id, member_id=member.id, channel="card", external_id=card_no)
             await ledger.open_accounts(chain_id, member.id)
@@ -364,3 +365,23 @@ async def erase(chain_id: int, member_id: int, now: datetime) -> None:
             card_no=None, tags=[], erased_at=now, frozen=True, frozen_reason="erased",
         )
         await emit(chain_id, "member.erased", {"member_id": member.id}, now)
+
+
+UNKNOWN_BIRTH_MONTH = ("SELECT id, birthday_enc FROM members WHERE birth_month IS NULL AND birthday_enc IS NOT NULL "
+                       "AND id > $1 ORDER BY id LIMIT $2")
+
+
+async def fill_birth_months(vault: Vault, batch: int = 500) -> int:
+    """The birth month of members whose encrypted birthday predates the ``birth_month`` column
+    (migration 0014), read with the vault; batched by id; safe to run again. How many were filled."""
+    filled, after = 0, 0
+    while True:
+        rows = await sql.rows(UNKNOWN_BIRTH_MONTH, after, batch)
+        for row in rows:
+            birthday = vault.decrypt(row["birthday_enc"])
+            if birthday:
+                filled += await sql.execute("UPDATE members SET birth_month = $2 WHERE id = $1 AND birth_month IS NULL",
+                                            int(row["id"]), date.fromisoformat(birthday).month)
+        if len(rows) < batch:
+            return filled
+        after = int(rows[-1]["id"])

@@ -30,11 +30,10 @@ from .unit import Seal, seal_with
 
 MOVED = ("points_lots", "pending_points", "coupons", "identities", "orders", "topups", "reward_redemptions",
          "behavior_events")
-FIGURES = ("INSERT INTO member_figures (chain_id, member_id, period, growth, points_earned, spend, stored_value, orders) "
-           "SELECT chain_id, $3, period, growth, points_earned, spend, stored_value, orders FROM member_figures "
-           "WHERE chain_id = $1 AND member_id = $2 ON CONFLICT (chain_id, member_id, period) DO UPDATE SET "
-           + ", ".join(f"{c} = member_figures.{c} + excluded.{c}"
-                       for c in ("growth", "points_earned", "spend", "stored_value", "orders")))
+FIGURES = ("INSERT INTO member_figures (chain_id, member_id, period, growth, points_earned, spend, stored_value, orders, "
+           "last_order_at) SELECT chain_id, $3, period, growth, points_earned, spend, stored_value, orders, last_order_at "
+           "FROM member_figures WHERE chain_id = $1 AND member_id = $2 ON CONFLICT (chain_id, member_id, period) DO UPDATE "
+           "SET " + ", ".join(f"{c} = member_figures.{c} + excluded.{c}" for c in tiers.FIGURES) + ", " + tiers.LATEST)
 CLOSE_REVIEWS = ("UPDATE reviews SET status = 'rejected', decided_at = $3, decided_by = $4, note = $5 "
                  "WHERE chain_id = $1 AND member_id = $2 AND status = 'pending'")
 

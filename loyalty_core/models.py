@@ -82,13 +82,14 @@ class Member(Model):
     frozen_reason = fields.CharField(max_length=200, null=True)
     erased_at = fields.DatetimeField(null=True)
     merged_into = fields.BigIntField(null=True)  # closed by a merge: the member who holds everything now
+    birth_month = fields.IntField(null=True)  # 1-12, in clear for the birthday job (the date itself is encrypted)
     merged_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
         table = "members"
         unique_together = (("chain", "phone_hash"), ("chain", "card_no"))
-        indexes = (("chain_id", "tier_code"),)
+        indexes = (("chain_id", "tier_code"), ("chain_id", "birth_month"))
 
 
 # A member's manual tags, one row each, for the search by tag (the member row keeps the list too,
@@ -438,10 +439,12 @@ class MemberFigure(Model):
     spend = fields.BigIntField(default=0)
     stored_value = fields.BigIntField(default=0)
     orders = fields.BigIntField(default=0)
+    last_order_at = fields.DatetimeField(null=True)  # the latest order's occurred_at (recency, winback)
 
     class Meta:
         table = "member_figures"
         unique_together = (("chain", "member", "period"),)
+        indexes = (("chain_id", "period", "last_order_at"),)
 
 
 # A mutating request seen under an ``Idempotency-Key``: in progress, or its stored answer.

@@ -237,7 +237,7 @@ async def _apply(chain_id: int, order: OrderInput, figures: pricing.Quote, progr
         pending_until = _pending_until(program, order.occurred_at)
         legs = _order_legs(member.id, row.points_redeemed, figures, principal, bonus, pending_until is not None)
         entry = await _post_order(chain_id, order, row, legs, tiers.tally(program, row.period, tiers.Figures(
-            growth=figures.growth_to_earn, points_earned=figures.points_to_earn, spend=figures.payable, orders=1), now))
+            growth=figures.growth_to_earn, points_earned=figures.points_to_earn, spend=figures.payable, orders=1, last_order_at=order.occurred_at), now))
         await risk.check_order(chain_id, member.id, order.occurred_at, program)
         kept = await _move_points(chain_id, member.id, entry, row, figures.points_to_earn, pending_until, program)
         tier = await tiers.raise_tier(member, program, now, entry.standing)

@@ -43,6 +43,7 @@ class Figures:
     spend: int = 0
     stored_value: int = 0
     orders: int = 0
+    last_order_at: datetime | None = None  # an order's occurred_at: the figures keep the latest
 
 
 def period_of(moment: datetime, program: Program) -> int:
@@ -64,21 +65,26 @@ def window(program: Program, now: datetime) -> tuple[int, int]:
 FIGURES = ("growth", "points_earned", "spend", "stored_value", "orders")
 
 
+LATEST = ("last_order_at = CASE WHEN excluded.last_order_at IS NOT NULL AND (member_figures.last_order_at IS NULL "
+          "OR excluded.last_order_at > member_figures.last_order_at) THEN excluded.last_order_at "
+          "ELSE member_figures.last_order_at END")
+
+
 def _upsert(chain: str, member: str, first: int) -> str:
-    """Add figures (parameters ``$first`` = period, then FIGURES in order) to a month's row and the
-    lifetime row, in one statement."""
-    values = ", ".join(f"${first + 1 + i}" for i in range(len(FIGURES)))
-    return (f"INSERT INTO member_figures (chain_id, member_id, period, {', '.join(FIGURES)}) "
+    """Add figures (parameters ``$first`` = period, then FIGURES in order, then the order time) to a
+    month's row and the lifetime row, in one statement; the later order time is kept."""
+    values = ", ".join(f"${first + 1 + i}" for i in range(len(FIGURES) + 1))
+    return (f"INSERT INTO member_figures (chain_id, member_id, period, {', '.join(FIGURES)}, last_order_at) "
             f"VALUES ({chain}, {member}, ${first}, {values}), ({chain}, {member}, 0, {values}) "
             "ON CONFLICT (chain_id, member_id, period) DO UPDATE SET "
-            + ", ".join(f"{name} = member_figures.{name} + excluded.{name}" for name in FIGURES))
+            + ", ".join(f"{name} = member_figures.{name} + excluded.{name}" for name in FIGURES) + ", " + LATEST)
 
 
 UPSERT = _upsert("$1", "$2", 3)
 
 
-def _figures_params(figures: Figures) -> list[int]:
-    return [getattr(figures, name) for name in FIGURES]
+def _figures_params(figures: Figures) -> list:
+    return [*(getattr(figures, name) for name in FIGURES), figures.last_order_at]
 
 
 async def add_figures(chain_id: int, member_id: int, period: int, figures: Figures) -> None:
@@ -114,7 +120,7 @@ def tally_sql(t: Tally, first_param: int) -> tuple[str, str]:
     """The parts of the ledger's one statement that add a tally (a CTE, after the entry's) and read
     the standing back (rows of its answer). The window's rows other than the tally's month are
     read as they were; the tally's month and the lifetime row as the upsert left them."""
-    period, first, last = f"${first_param}", f"${first_param + 6}", f"${first_param + 7}"
+    period, first, last = f"${first_param}", f"${first_param + 7}", f"${first_param + 8}"
     cte = (f", figured AS ({_upsert('$1', '$4', first_param)} RETURNING period, {t.column} AS metric, orders)\n")
     rows = (f"\nUNION ALL SELECT 'window', NULL, NULL, COALESCE(SUM({t.column}), 0) FROM member_figures "
             f"WHERE chain_id = $1 AND member_id = $4 AND period BETWEEN {first} AND {last} AND period <> {period}"
@@ -124,7 +130,7 @@ def tally_sql(t: Tally, first_param: int) -> tuple[str, str]:
     return cte, rows
 
 
-def tally_params(t: Tally) -> list[int]:
+def tally_params(t: Tally) -> list:
     return [t.period, *_figures_params(t.figures), t.first, t.last]
 
 

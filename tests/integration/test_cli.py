@@ -166,3 +166,17 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0]
     except (OSError, IndexError):
         return "zombie"
+
+
+async def test_fill_birth_months_reads_the_encrypted_birthdays(chain, database_url):
+    born = await chain.new_member("13200132010", birthday="1990-07-15")
+    plain = await chain.new_member("13200132011")
+    from tortoise import Tortoise
+
+    await Tortoise.get_connection("default").execute_script("UPDATE members SET birth_month = NULL")  # as before 0014
+    for expected in ("birth months filled: 1", "birth months filled: 0"):  # safe to run again
+        code, out, err = await loyalty(database_url, "fill-birth-months")
+        assert code == 0, err
+        assert expected in out
+    months = await sql_rows(f"SELECT id, birth_month FROM members WHERE id IN ({born['id']}, {plain['id']}) ORDER BY id")
+    assert [m["birth_month"] for m in months] == [7, None]
