@@ -14,7 +14,8 @@ from .metrics import metrics_middleware
 from .problems import problem_middleware
 from .redis import KeySpace, connect
 from .routes import API
-from .routes import admin, coupon_admin, mall_admin, pos, reports, review_admin, system  # noqa: F401  (registers their operations)
+from .routes import (admin, coupon_admin, mall_admin, pos, reports, review_admin,  # noqa: F401  (registers their operations)
+                     segment_admin, system)
 from .services import SERVICES, Services
 from .settings import Settings
 

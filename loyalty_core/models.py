@@ -404,6 +404,20 @@ class RewardRedemption(Model):
         indexes = (("chain_id", "member_id", "reward_id"),)
 
 
+# A rule segment: members picked by their figures (recency, frequency, spend), tier, channels and
+# tags, evaluated when read (``loyalty_core/segments.py``).
+class Segment(Model):
+    id = fields.BigIntField(primary_key=True)
+    chain = fields.ForeignKeyField("loyalty.Chain", related_name="segments", on_delete=fields.RESTRICT)
+    name = fields.CharField(max_length=100)
+    rules = fields.JSONField(default=dict)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "segments"
+        unique_together = (("chain", "name"),)
+
+
 # A stored-value top-up at a store's till, once per (store, topup_id) forever: the row is its
 # transaction's first write, so a twin waits on the key and then answers the first result.
 class Topup(Model):

@@ -1,4 +1,4 @@
--- Reshape the migrated schema (`loyalty migrate`, up to 0012) so that Citus can distribute it by
+-- Reshape the migrated schema (`loyalty migrate`, up to 0015) so that Citus can distribute it by
 -- chain_id: run it once on the coordinator, after the migrations and before distribute.sql, as
 --   psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -f deploy/citus/reshape.sql
 -- It needs no extension (tests/integration/test_citus_reshape_pg.py runs it on plain PostgreSQL
@@ -8,7 +8,7 @@
 -- distribution column, and every foreign key between two distributed tables to include it on
 -- both sides, at the same position. Migration 0005 put chain_id in every unique key; here:
 --   1. the 22 foreign keys between chain tables are dropped;
---   2. the 20 chain tables' primary keys become (id, chain_id): id first, so that a statement
+--   2. the 21 chain tables' primary keys become (id, chain_id): id first, so that a statement
 --      that still finds a row by id alone (docs/scaling.md, "Queries still to scope") keeps its
 --      index; the pair is unique because id is;
 --   3. the 22 foreign keys come back as (chain_id, <column>) -> (chain_id, id), ON DELETE RESTRICT
@@ -61,6 +61,7 @@ ALTER TABLE reviews             DROP CONSTRAINT reviews_pkey,             ADD CO
 ALTER TABLE behavior_events     DROP CONSTRAINT behavior_events_pkey,     ADD CONSTRAINT behavior_events_pkey PRIMARY KEY (id, chain_id);
 ALTER TABLE rewards             DROP CONSTRAINT rewards_pkey,             ADD CONSTRAINT rewards_pkey PRIMARY KEY (id, chain_id);
 ALTER TABLE reward_redemptions  DROP CONSTRAINT reward_redemptions_pkey,  ADD CONSTRAINT reward_redemptions_pkey PRIMARY KEY (id, chain_id);
+ALTER TABLE segments            DROP CONSTRAINT segments_pkey,            ADD CONSTRAINT segments_pkey PRIMARY KEY (id, chain_id);
 ALTER TABLE member_figures      DROP CONSTRAINT member_figures_pkey,      ADD CONSTRAINT member_figures_pkey PRIMARY KEY (id, chain_id);
 ALTER TABLE idempotency_records DROP CONSTRAINT idempotency_records_pkey, ADD CONSTRAINT idempotency_records_pkey PRIMARY KEY (id, chain_id);
 ALTER TABLE outbox_events       DROP CONSTRAINT outbox_events_pkey,       ADD CONSTRAINT outbox_events_pkey PRIMARY KEY (id, chain_id);
