@@ -68,7 +68,7 @@ async def register_member(chain_id: int, new: NewMember, program: Program, vault
                 chain_id=chain_id, phone_hash=phone_hash, phone_enc=vault.encrypt(phone), phone_last4=phone[-4:],
                 name_enc=vault.encrypt(new.name), birthday_enc=vault.encrypt(new.birthday.isoformat() if new.birthday else None),
                 card_no=card_no, store_code=new.store_code, tier_code=program.tiers.levels[0].code, tier_since=now,
-                birth_month=new.birthday.month if new.birthday else None,
+                birth_month=new.birthday.month if new.birthday else None, created_at=now,
             )
             await Identity.create(chain_id=chain_id, member_id=member.id, channel="card", external_id=card_no)
             await ledger.open_accounts(chain_id, member.id)

@@ -156,7 +156,7 @@ class JournalEntry(Model):
     class Meta:
         table = "journal_entries"
         unique_together = (("chain", "key"),)
-        indexes = (("member_id", "id"),)
+        indexes = (("member_id", "id"), ("chain_id", "occurred_at"))
 
 
 # One leg of an entry. ``account`` is set for member accounts; ``ledger`` names the

@@ -1,12 +1,18 @@
 """What an operator reads about the whole chain, not one member.
 
-Read from the member accounts (one row per member and kind, kept by the ledger in every
-posting's transaction), so a report costs one pass over the chain's members, never over its
-history.
+The liability is read from the member accounts (one row per member and kind, kept by the ledger
+in every posting's transaction): one pass over the chain's members, never over its history. The
+activity report reads the journal entries of its period only, by the (chain, occurred_at) index.
 """
 from __future__ import annotations
 
+from collections import Counter, defaultdict
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
 from . import sql
+from .errors import ValidationFailed
+from .program import Program
 
 # What the chain owes its members: a balance below zero (a refund that clawed back points already
 # spent) is owed to nobody and counts as zero, so that it does not hide what others hold.
@@ -19,3 +25,61 @@ async def liability(chain_id: int) -> dict:
     owed = {row["kind"]: int(row["owed"]) for row in await sql.rows(OWED, chain_id)}
     return {"points": {"available": owed.get("points", 0), "pending": owed.get("points_pending", 0)},
             "stored_value": {"principal": owed.get("sv_principal", 0), "bonus": owed.get("sv_bonus", 0)}}
+
+
+MAX_DAYS = 366
+POINTS_MOVED = ("SELECT p.ledger, e.channel, COALESCE(SUM(p.amount), 0) AS amount FROM journal_entries e "
+                "JOIN postings p ON p.chain_id = e.chain_id AND p.entry_id = e.id "
+                "WHERE e.chain_id = $1 AND e.occurred_at >= $2 AND e.occurred_at < $3 AND p.account_id IS NULL "
+                "AND p.ledger IN ('points_issued', 'points_redeemed', 'points_expired') GROUP BY p.ledger, e.channel")
+ORDERS = ("SELECT channel, member_id, count(*) AS n FROM journal_entries WHERE chain_id = $1 AND kind = 'order' "
+          "AND occurred_at >= $2 AND occurred_at < $3 GROUP BY channel, member_id")
+JOINED = "SELECT count(*) AS n FROM members WHERE chain_id = $1 AND created_at >= $2 AND created_at < $3"
+
+
+def period(start: date, end: date, program: Program) -> tuple[datetime, datetime]:
+    """``start`` to ``end``, both whole days of the chain's calendar, as instants [from, to)."""
+    if end < start:
+        raise ValidationFailed([{"field": "to", "message": "must not be before from"}])
+    if (end - start).days >= MAX_DAYS:
+        raise ValidationFailed([{"field": "to", "message": f"a report covers at most {MAX_DAYS} days"}])
+    zone = ZoneInfo(program.timezone)
+    return datetime.combine(start, time(), zone), datetime.combine(end + timedelta(days=1), time(), zone)
+
+
+async def activity(chain_id: int, start: date, end: date, program: Program) -> dict:
+    """Points issued, redeemed and expired; members joined, active (with an order), repeat (two or
+    more orders) and the repeat rate; the same by channel. Days are the chain's calendar."""
+    since, until = period(start, end, program)
+    moved: dict[str, Counter] = defaultdict(Counter)
+    for row in await sql.rows(POINTS_MOVED, chain_id, since, until):
+        moved[row["channel"]][row["ledger"]] += int(row["amount"])
+    orders: dict[str, Counter] = defaultdict(Counter)  # channel -> member -> orders
+    for row in await sql.rows(ORDERS, chain_id, since, until):
+        orders[row["channel"]][int(row["member_id"])] += int(row["n"])
+    joined = int((await sql.rows(JOINED, chain_id, since, until))[0]["n"])
+    channels = sorted(set(moved) | set(orders))
+    return {"from": start.isoformat(), "to": end.isoformat(), "timezone": program.timezone,
+            "points": _points(_total(moved.values())), "members": {"joined": joined, **_members(_total(orders.values()))},
+            "by_channel": {channel: {"points": _points(moved[channel]), "orders": sum(orders[channel].values()),
+                                     **_members(orders[channel])} for channel in channels}}
+
+
+def _total(counters) -> Counter:
+    """The sum of counters, negative counts kept (``Counter``'s own ``+`` drops them)."""
+    total: Counter = Counter()
+    for counter in counters:
+        total.update(counter)
+    return total
+
+
+def _points(moved: Counter) -> dict:
+    """Chain-level postings as a reader counts them: issued (net of refunds), redeemed (net of
+    points given back), expired."""
+    return {"issued": -moved["points_issued"], "redeemed": moved["points_redeemed"], "expired": moved["points_expired"]}
+
+
+def _members(orders_by_member: Counter) -> dict:
+    active = sum(1 for n in orders_by_member.values() if n > 0)
+    repeat = sum(1 for n in orders_by_member.values() if n >= 2)
+    return {"active": active, "repeat": repeat, "repeat_rate": round(repeat / active, 4) if active else 0.0}

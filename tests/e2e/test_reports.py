@@ -70,3 +70,44 @@ async def test_every_role_reads_it_and_a_terminal_cannot(chain):
         response = await chain.admin("GET", "/v1/reports/liability", key=(await made.json())["key"])
         assert response.status == 200
     await problem(await chain.admin("GET", "/v1/reports/liability", key="not-a-key"), 401, "unauthorized")
+
+
+async def activity(kit, start: str, end: str) -> dict:
+    response = await kit.admin("GET", f"/v1/reports/activity?from={start}&to={end}")
+    assert response.status == 200, await response.text()
+    return await response.json()
+
+
+async def test_activity_counts_points_and_members_of_the_period(chain, other_chain, clock):
+    clock.at = datetime.fromisoformat("2026-11-10T10:00:00+08:00")
+    await chain.set_program(program())
+    await other_chain.set_program(program())
+    early = await chain.new_member("13600000020")  # joined before the period
+    clock.at = datetime.fromisoformat("2026-11-20T10:00:00+08:00")
+    twice, once, idle = [await chain.new_member(f"1360000002{i}") for i in (1, 2, 3)]
+    at = clock.now().isoformat()
+    await adjustment(chain, twice["id"], 1000)  # adjusted, not issued
+    await chain.sale(order("A1", [line("BEANS", "coffee", 10000)], at=at, member_id=twice["id"]))  # +100
+    await chain.sale(order("A2", [line("BEANS", "coffee", 6000)], 5000, at=at, member_id=twice["id"],
+                           redeem_points=1000))  # +50, -1000 redeemed
+    await chain.sale(order("B1", [line("BEANS", "coffee", 3000)], at=at, member_id=once["id"]))  # +30
+    await chain.sale(order("G1", [line("BEANS", "coffee", 3000)], at=at))  # a guest: not a member
+    refund = await chain.pos("POST", "/v1/pos/orders/B1/refunds", {"refund_id": "R1", "amount": 3000})  # -30
+    assert refund.status == 201
+    await other_chain.sale(order("X1", [line("BEANS", "coffee", 99900)], at=at,
+                                 member_id=(await other_chain.new_member("13600000029"))["id"]))
+    clock.at = datetime.fromisoformat("2026-12-02T10:00:00+08:00")
+    await chain.sale(order("A3", [line("BEANS", "coffee", 2000)], at=clock.now().isoformat(), member_id=early["id"]))
+
+    november = await activity(chain, "2026-11-01", "2026-11-30")
+    assert november["points"] == {"issued": 100 + 50 + 30 - 30, "redeemed": 1000, "expired": 0}
+    assert november["members"] == {"joined": 4, "active": 2, "repeat": 1, "repeat_rate": 0.5}
+    assert november["by_channel"]["pos"]["orders"] == 3 and set(november["by_channel"]) <= {"pos", "admin"}
+    assert idle["id"] and early["id"]
+    day = await activity(chain, "2026-12-02", "2026-12-02")
+    assert day["points"]["issued"] == 20 and day["members"] == {"joined": 0, "active": 1, "repeat": 0,
+                                                                  "repeat_rate": 0.0}
+    assert (await activity(other_chain, "2026-11-01", "2026-11-30"))["points"]["issued"] == 999
+    for query in ("from=2026-11-30&to=2026-11-01", "from=2026-01-01&to=2027-06-01", "from=yesterday&to=2026-11-01",
+                  "to=2026-11-01"):
+        await problem(await chain.admin("GET", f"/v1/reports/activity?{query}"), 422, "validation_error")
