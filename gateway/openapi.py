@@ -156,8 +156,9 @@ def _parameters(op: Operation) -> list[dict]:
     if op.query is not None:
         properties = op.query.model_json_schema()["properties"]
         for name, field in op.query.model_fields.items():
-            params.append({"name": name, "in": "query", "required": field.is_required(),
-                           "description": field.description or "", "schema": _query_schema(properties[name])})
+            sent = field.alias or name  # ``from_`` is sent as ``from``
+            params.append({"name": sent, "in": "query", "required": field.is_required(),
+                           "description": field.description or "", "schema": _query_schema(properties[sent])})
     if op.idempotent:
         params.append({"name": "Idempotency-Key", "in": "header", "required": op.idempotent is True,
                        "schema": {"type": "string", "pattern": r"^[\x20-\x7e]{1,128}$"},

@@ -31,7 +31,6 @@ BORN_IN = ("SELECT id FROM members WHERE chain_id = $1 AND birth_month = $2 AND 
            "AND merged_into IS NULL AND id > $3 ORDER BY id LIMIT $4")
 LAPSED = ("SELECT member_id, last_order_at FROM member_figures WHERE chain_id = $1 AND period = 0 "
           "AND last_order_at <= $2 AND member_id > $3 ORDER BY member_id LIMIT $4")
-ISSUED = "SELECT 1 FROM coupons WHERE chain_id = $1 AND issue_key = $2"
 
 
 async def birthday(chain_id: int, now: datetime):
@@ -80,13 +79,10 @@ def _template(value: str | None) -> int | None:
 async def _give(chain_id: int, member_id: int, template_id: int, now: datetime, key: str) -> int | None:
     """1 when a coupon was issued, 0 when the member already had it or cannot have it, None when
     the template is gone or out of stock (the run stops)."""
-    if await sql.rows(ISSUED, chain_id, key):
-        return 0
     try:
-        await coupons.issue(chain_id, member_id, template_id, now, key)
+        return int(await coupons.issue_new(chain_id, member_id, template_id, now, key))
     except (MemberFrozen, MemberNotFound, CouponLimitReached):
         return 0
     except (NotFound, CouponOutOfStock) as error:
         log.warning("automation.stopped", chain_id=chain_id, template_id=template_id, reason=error.code)
         return None
-    return 1

@@ -135,6 +135,20 @@ async def issue(chain_id: int, member_id: int, template_id: int, now: datetime, 
     return coupon
 
 
+async def issue_new(chain_id: int, member_id: int, template_id: int, now: datetime, issue_key: str) -> bool:
+    """For a job or a campaign: issue unless this cause has already (True when this call did,
+    False when it had been issued before or is issued by a run beside this one meanwhile)."""
+    try:
+        async with in_transaction():
+            if await sql.rows(BY_ISSUE_KEY.format(columns="c.id"), chain_id, issue_key):
+                return False
+            _, event = await issue_within(chain_id, member_id, template_id, now, issue_key)
+            await emit(chain_id, *event, now)
+    except IntegrityError:
+        return False
+    return True
+
+
 async def issue_within(chain_id: int, member_id: int, template_id: int, now: datetime, issue_key: str,
                        member_locked: bool = False) -> tuple[dict, tuple[str, dict]]:
     """Issue inside the caller's transaction (a registration's welcome coupons, a mall redemption,

@@ -140,12 +140,9 @@ async def issue_coupons(chain_id: int, segment: Segment, template_id: int, progr
         for member_id in batch:
             counts["members"] += 1
             key = f"segment:{segment.id}:{template_id}:{member_id}"
-            if await sql.rows(coupons.BY_ISSUE_KEY.format(columns="c.id"), chain_id, key):
-                counts["already"] += 1
-                continue
             try:
-                await coupons.issue(chain_id, member_id, template_id, now, key)
-                counts["issued"] += 1
+                counts["issued" if await coupons.issue_new(chain_id, member_id, template_id, now, key)
+                       else "already"] += 1
             except (MemberFrozen, MemberNotFound, CouponLimitReached):
                 counts["skipped"] += 1
             except CouponOutOfStock:

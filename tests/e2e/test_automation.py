@@ -2,8 +2,11 @@
 year or per inactivity spell, however often the job runs; per chain."""
 from __future__ import annotations
 
+import asyncio
 import copy
 from datetime import datetime, timedelta
+
+import pytest
 
 from .programs import PROGRAM, line, order
 
@@ -75,3 +78,15 @@ async def test_winback_once_per_spell_of_inactivity(chain, clock):
     clock.at = NOW + timedelta(days=62)
     assert await job(chain, "winback") == 2  # lapsing's second spell, and regular's first
     assert await coupons_of(chain, lapsing) == ["treat", "treat"] and await coupons_of(chain, regular) == ["treat"]
+
+
+
+@pytest.mark.postgres
+async def test_two_birthday_runs_at_once_give_one_coupon_each(chain, clock):
+    clock.at = NOW
+    await with_coupon_program(chain, birthday={})
+    born = [await chain.new_member(f"136000020{i:02d}", birthday=f"19{80 + i}-11-0{1 + i % 9}") for i in range(12)]
+    runs = await asyncio.gather(*[chain.admin("POST", "/v1/jobs/birthday") for _ in range(2)])
+    assert [r.status for r in runs] == [200, 200]
+    assert sum([(await r.json())["processed"] for r in runs]) == 12
+    assert [len(await coupons_of(chain, m)) for m in born] == [1] * 12

@@ -113,7 +113,7 @@ async def test_caps_hold_under_concurrent_calls(members_kit):
                                                      cause=f"c{i}") for i in range(10)])
     assert sorted(s["points"] for s in shares) == [0] * 5 + [2] * 5
     checkins = await asyncio.gather(*[behaviors.record(kit.chain_id, member["id"], "checkin", program, START)
-                                      for _ in range(5)], return_exceptions=True)
-    assert sum(isinstance(c, AlreadyCheckedIn) for c in checkins) == 4
+                                      for _ in range(10)], return_exceptions=True)
+    assert sum(isinstance(c, AlreadyCheckedIn) for c in checkins) == 9  # 10 at once: one award
     assert await points_of(kit, member) == 10 + 5
     assert await verify() == []

@@ -92,11 +92,12 @@ async def test_the_catalogue_is_the_chains_own(mall, other_chain):
 @pytest.mark.postgres
 async def test_stock_and_points_hold_under_concurrent_redemptions(mall):
     scarce = await reward(mall, name="scarce", stock=3, points=100)
-    people = [await mall.new_member(f"1380000102{i}") for i in range(6)]
+    people = [await mall.new_member(f"138000011{i:02d}") for i in range(20)]
     for person in people:
         assert (await adjustment(mall, person["id"], 100)).status == 201
     answers = await asyncio.gather(*[redeem(mall, p["id"], scarce["id"]) for p in people])
-    assert sorted(a.status for a in answers) == [201] * 3 + [422] * 3
+    assert sorted(a.status for a in answers) == [201] * 3 + [422] * 17  # 20 redemptions of a stock of 3
+    assert sum([await points_of(mall, p["id"]) for p in people]) == 17 * 100
     cheap = await reward(mall, name="cheap", points=100)
     spender = await mall.new_member("13800001029")
     assert (await adjustment(mall, spender["id"], 350)).status == 201

@@ -191,3 +191,16 @@ async def _second_store(kit: ChainKit) -> ChainKit:
     assert created.status == 201, await created.text()
     body = await created.json()
     return ChainKit(kit.client, kit.clock, kit.chain_id, kit.admin_key, body["terminal_id"], body["secret"])
+
+
+
+@pytest.mark.postgres
+async def test_twenty_concurrent_payments_of_100_from_1000_take_exactly_ten(till):
+    member = await till.new_member("13700000090")
+    await top_up(till, "T1", 1000, member_id=member["id"])  # below every bonus rule: 1000 principal
+    answers = await asyncio.gather(*[till.pos("POST", "/v1/pos/orders", order(
+        f"SV{i}", [line("LATTE", "coffee", 100)], at=NOW, method="stored_value", member_id=member["id"]))
+        for i in range(20)])
+    assert sorted(a.status for a in answers) == [201] * 10 + [422] * 10
+    assert await stored(till, member["id"]) == (0, 0, 0)
+    assert await verify() == []
