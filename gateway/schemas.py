@@ -222,3 +222,11 @@ class MergeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     from_member_id: int = Field(ge=1, le=2**53 - 1, description="the record to move into this one and close")
+
+
+async def id_page(query, page: PageQuery, view) -> dict:
+    """A page of a queryset in id order (``page.cursor`` after the last id shown), each row as ``view`` shows it."""
+    if after := decode_cursor(page.cursor):
+        query = query.filter(id__gt=after)
+    found, cursor = cut(await query.order_by("id").limit(page.limit + 1), page.limit)
+    return {"items": [view(row) for row in found], "next_cursor": cursor}

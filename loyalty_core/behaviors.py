@@ -28,8 +28,8 @@ from zoneinfo import ZoneInfo
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from . import ledger, points, sql, tiers
-from .errors import AlreadyCheckedIn, AlreadyDone, MemberFrozen, MemberNotFound, ValidationFailed
+from . import codes, ledger, points, sql, tiers
+from .errors import AlreadyCheckedIn, AlreadyDone, ValidationFailed
 from .members import announce_balance, public_balances
 from .models import Member
 from .program import Behavior, Program
@@ -66,7 +66,6 @@ def streak_bonus(rule: Behavior, streak: int) -> int:
     return sum(bonus for days, bonus in rule.streak_bonus.items() if streak % int(days) == 0)
 
 
-MEMBER = "SELECT id, frozen, erased_at FROM members WHERE chain_id = $1 AND id = $2"
 STREAK = ("SELECT streak FROM behavior_events WHERE chain_id = $1 AND member_id = $2 AND behavior = 'checkin' "
           "AND day = $3")
 REWARDED_TODAY = ("SELECT count(*) AS n FROM behavior_events WHERE chain_id = $1 AND member_id = $2 "
@@ -90,7 +89,7 @@ async def record(chain_id: int, member_id: int, behavior: str, program: Program,
     key = _key(behavior, member_id, day, ref, cause)
     try:
         async with in_transaction():
-            await _lock_member(chain_id, member_id)
+            await codes.lock_active_member(chain_id, member_id, "This member is frozen: no earning")
             streak = await _streak(chain_id, member_id, day) if behavior == "checkin" else 0
             earned, capped = await _reward(chain_id, member_id, behavior, rule, day, streak)
             await sql.execute(INSERT, chain_id, member_id, behavior, key, day.day, day.month, streak, earned, ref, now)
@@ -102,14 +101,6 @@ async def record(chain_id: int, member_id: int, behavior: str, program: Program,
         raise AlreadyDone(f"This {behavior.replace('_', ' ')} was recorded already") from None
     return {"behavior": behavior, "points": earned, "capped": capped, "streak": streak or None,
             "balances": balances, "tier": tier}
-
-
-async def _lock_member(chain_id: int, member_id: int) -> None:
-    found = await sql.rows(sql.locking(MEMBER, "FOR NO KEY UPDATE"), chain_id, member_id)
-    if not found or found[0]["erased_at"] is not None:
-        raise MemberNotFound(f"No member {member_id}")
-    if found[0]["frozen"]:
-        raise MemberFrozen("This member is frozen: no earning")
 
 
 async def _streak(chain_id: int, member_id: int, day: Day) -> int:

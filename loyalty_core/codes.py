@@ -25,7 +25,7 @@ from typing import Protocol
 from . import sql
 from .bounds import is_phone
 from .crypto import Vault
-from .errors import CodeExpired, CodeNotFound, MemberNotFound
+from .errors import CodeExpired, CodeNotFound, MemberFrozen, MemberNotFound
 from .models import Member
 
 VALID = timedelta(seconds=120)
@@ -138,3 +138,18 @@ async def member_by_id(chain_id: int, member_id: int) -> Member:
     if member is None or member.erased_at is not None:
         raise MemberNotFound(f"No member {member_id}")
     return member
+
+
+MEMBER_STATE = "SELECT id, frozen, erased_at FROM members WHERE chain_id = $1 AND id = $2"
+
+
+async def lock_active_member(chain_id: int, member_id: int, frozen: str | None) -> None:
+    """Lock the member's row for the caller's transaction, so that one member's coupons, mall
+    redemptions or behaviours are counted one after another across processes; an unknown or
+    erased member is ``MemberNotFound``, a frozen one ``MemberFrozen`` with ``frozen`` as its
+    detail (``None``: frozen members pass)."""
+    found = await sql.rows(sql.locking(MEMBER_STATE, "FOR NO KEY UPDATE"), chain_id, member_id)
+    if not found or found[0]["erased_at"] is not None:
+        raise MemberNotFound(f"No member {member_id}")
+    if frozen is not None and found[0]["frozen"]:
+        raise MemberFrozen(frozen)

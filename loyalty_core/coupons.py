@@ -26,9 +26,9 @@ import orjson
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from . import sql
+from . import codes, sql
 from .errors import (AlreadyExists, CouponLimitReached, CouponNotFound, CouponNotUsable, CouponOutOfStock,
-                     MemberFrozen, MemberNotFound, NotFound, ValidationFailed)
+                     NotFound, ValidationFailed)
 from .models import CouponTemplate
 from .outbox import emit
 from .rules.coupons import Held, usable
@@ -108,7 +108,6 @@ def _iso(moment: datetime | None) -> str | None:
 
 # ---- issuing ------------------------------------------------------------------------------
 
-MEMBER = "SELECT id, frozen, erased_at FROM members WHERE chain_id = $1 AND id = $2"
 TAKE_STOCK = ("UPDATE coupon_templates SET issued = issued + 1 WHERE chain_id = $1 AND id = $2 "
               "AND (stock IS NULL OR issued < stock) RETURNING id, name, kind, amount_off, percent_off, max_off, sku, "
               "min_spend, stackable, valid_days, valid_from, valid_to, per_member_limit")
@@ -155,11 +154,7 @@ async def issue_within(chain_id: int, member_id: int, template_id: int, now: dat
     which has locked the member already): the coupon's view and its ``coupon.issued`` event, for
     the caller to send with its own. A cause that issued already makes the insert fail."""
     if not member_locked:
-        member = await sql.rows(sql.locking(MEMBER, "FOR NO KEY UPDATE"), chain_id, member_id)
-        if not member or member[0]["erased_at"] is not None:
-            raise MemberNotFound(f"No member {member_id}")
-        if member[0]["frozen"]:
-            raise MemberFrozen("This member is frozen: no coupons are issued to them")
+        await codes.lock_active_member(chain_id, member_id, "This member is frozen: no coupons are issued to them")
     template = await _take_stock(chain_id, template_id)
     limit = template["per_member_limit"]
     if limit is not None and (await sql.rows(HELD_OF_TEMPLATE, chain_id, template_id, member_id))[0]["n"] >= limit:
@@ -313,9 +308,7 @@ async def redeem_at_counter(chain_id: int, code: str, now: datetime, seal: Seal 
     if coupon["kind"] != "gift":
         raise CouponNotUsable(f"Coupon {coupon['code']} is a {coupon['kind']} coupon: use it in an order")
     async with in_transaction():
-        member = await sql.rows(sql.locking(MEMBER, "FOR NO KEY UPDATE"), chain_id, coupon["member_id"])
-        if member and member[0]["frozen"]:
-            raise MemberFrozen("This member is frozen: no coupons are redeemed")
+        await codes.lock_active_member(chain_id, coupon["member_id"], "This member is frozen: no coupons are redeemed")
         if not await sql.rows(REDEEM_GIFT, chain_id, coupon["code"], now):
             held = await held_for_order(chain_id, [coupon["code"]])
             usable(held[0], held[0].member_id, now)  # raises the reason

@@ -16,9 +16,8 @@ import orjson
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from . import coupons, ledger, outbox, points, sql
-from .errors import (AlreadyExists, CouponLimitReached, CouponOutOfStock, DuplicateEntry, MemberFrozen,
-                     MemberNotFound, NotFound)
+from . import codes, coupons, ledger, outbox, points, sql
+from .errors import (AlreadyExists, CouponLimitReached, CouponOutOfStock, DuplicateEntry, NotFound)
 from .members import balance_changed, shown_balances
 from .models import CouponTemplate, Reward
 from .unit import Seal, confirm, seal_with, sealing
@@ -56,7 +55,6 @@ def reward_view(reward: Reward) -> dict:
             "created_at": reward.created_at.isoformat()}
 
 
-MEMBER = "SELECT id, frozen, erased_at FROM members WHERE chain_id = $1 AND id = $2"
 BY_KEY = "SELECT result FROM reward_redemptions WHERE chain_id = $1 AND key = $2"
 TAKE_STOCK = ("UPDATE rewards SET redeemed = redeemed + 1 WHERE chain_id = $1 AND id = $2 AND active "
               "AND (stock IS NULL OR redeemed < stock) RETURNING id, name, points, template_id, per_member_limit")
@@ -81,11 +79,7 @@ async def redeem(chain_id: int, member_id: int, reward_id: int, now: datetime, c
 
 async def _redeem(chain_id: int, member_id: int, reward_id: int, now: datetime, key: str, channel: str,
                   seal: Seal | None) -> dict:
-    member = await sql.rows(sql.locking(MEMBER, "FOR NO KEY UPDATE"), chain_id, member_id)
-    if not member or member[0]["erased_at"] is not None:
-        raise MemberNotFound(f"No member {member_id}")
-    if member[0]["frozen"]:
-        raise MemberFrozen("This member is frozen: no spending")
+    await codes.lock_active_member(chain_id, member_id, "This member is frozen: no spending")
     reward = await _take_stock(chain_id, reward_id)
     limit = reward["per_member_limit"]
     if limit is not None and (await sql.rows(HELD, chain_id, member_id, reward_id))[0]["n"] >= limit:

@@ -34,12 +34,7 @@ def store_out(store: Store) -> dict:
 @API.route("GET", "/v1/stores", auth="admin:read", summary="List the chain's stores", tag="stores",
            query=s.PageQuery, errors=ERR_AUTH)
 async def list_stores(call: Call):
-    after = s.decode_cursor(call.query.cursor)
-    query = Store.filter(chain_id=call.chain_id)
-    if after:
-        query = query.filter(id__gt=after)
-    stores, cursor = s.cut(await query.order_by("id").limit(call.query.limit + 1), call.query.limit)
-    return {"items": [store_out(x) for x in stores], "next_cursor": cursor}
+    return await s.id_page(Store.filter(chain_id=call.chain_id), call.query, store_out)
 
 
 @API.route("POST", "/v1/stores/{store_code}/terminals", auth="admin:configure", summary="Create a POS terminal",

@@ -89,11 +89,7 @@ async def create_template(call: Call):
 @API.route("GET", "/v1/coupon-templates", auth="admin:read", summary="List coupon templates", tag="coupons",
            query=s.PageQuery, response=TemplatePage, errors=ERR_AUTH)
 async def list_templates(call: Call):
-    query = CouponTemplate.filter(chain_id=call.chain_id)
-    if after := s.decode_cursor(call.query.cursor):
-        query = query.filter(id__gt=after)
-    found, cursor = s.cut(await query.order_by("id").limit(call.query.limit + 1), call.query.limit)
-    return {"items": [coupons.template_view(t) for t in found], "next_cursor": cursor}
+    return await s.id_page(CouponTemplate.filter(chain_id=call.chain_id), call.query, coupons.template_view)
 
 
 @API.route("POST", "/v1/members/{member_id}/coupons", auth="admin:coupons", summary="Issue a coupon to a member",

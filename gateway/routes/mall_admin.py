@@ -65,11 +65,7 @@ async def create_reward(call: Call):
 @API.route("GET", "/v1/rewards", auth="admin:read", summary="The points mall's catalogue", tag="mall",
            query=s.PageQuery, response=RewardPage, errors=ERR_AUTH)
 async def list_rewards(call: Call):
-    query = Reward.filter(chain_id=call.chain_id)
-    if after := s.decode_cursor(call.query.cursor):
-        query = query.filter(id__gt=after)
-    found, cursor = s.cut(await query.order_by("id").limit(call.query.limit + 1), call.query.limit)
-    return {"items": [mall.reward_view(r) for r in found], "next_cursor": cursor}
+    return await s.id_page(Reward.filter(chain_id=call.chain_id), call.query, mall.reward_view)
 
 
 @API.route("POST", "/v1/members/{member_id}/rewards/{reward_id}/redeem", auth="admin:members",
