@@ -204,3 +204,23 @@ async def test_twenty_concurrent_payments_of_100_from_1000_take_exactly_ten(till
     assert sorted(a.status for a in answers) == [201] * 10 + [422] * 10
     assert await stored(till, member["id"]) == (0, 0, 0)
     assert await verify() == []
+
+
+async def test_worked_example_a_mixed_stored_value_and_wechat_pay_sale_and_its_partial_refund(till):
+    member = await till.new_member("13700000100")
+    await top_up(till, "T1", 10000, member_id=member["id"])  # 10,000 principal + 1,000 bonus (min 10,000 rule)
+    body = order("MIX", [line("BEANS", "coffee", 12000)], at=NOW, member_id=member["id"])
+    body["payments"] = [{"method": "stored_value", "amount": 10500}, {"method": "wechat_pay", "amount": 1500}]
+    sale = await till.sale(body)
+    # stored value pays 10,500: principal first (10,000), then bonus (500); WeChat Pay the other 1,500.
+    # points: 12,000 fen paid x 1 point / 100 fen = 120 (stored value earns like any payment)
+    assert sale["points_earned"] == 120
+    assert (sale["balances"]["stored_value_principal"], sale["balances"]["stored_value_bonus"]) == (0, 500)
+    refund = await till.pos("POST", "/v1/pos/orders/MIX/refunds", {"refund_id": "R1", "amount": 6000})
+    answer = await refund.json()
+    # half the payable: half of each stored-value account comes back (5,000 principal, 250 bonus = 5,250);
+    # the other 750 of the refund is WeChat Pay's to return; half the points (60) are reversed
+    assert answer["stored_value_returned"] == 5250 and answer["points_reversed"] == 60
+    assert await stored(till, member["id"]) == (5000, 750, 5750)
+    assert (await till.member(member["id"]))["balances"]["points"] == 60
+    assert await verify() == []
