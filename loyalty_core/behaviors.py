@@ -126,6 +126,7 @@ async def _credit(chain_id: int, member_id: int, behavior: str, key: str, earned
         return await public_balances(chain_id, member_id), None
     entry = await ledger.post(chain_id, ledger.Entry(
         key=key, kind="behavior", member_id=member_id, channel="mp", reason=behavior, occurred_at=now,
+        zone=program.timezone,
         legs=[ledger.Leg("points", earned, member_id), ledger.Leg("points_issued", -earned),
               ledger.Leg("growth", earned, member_id), ledger.Leg("growth_issued", -earned)],
         tally=tiers.tally(program, tiers.period_of(now, program),

@@ -81,7 +81,7 @@ async def expire_points(chain_id: int, now: datetime) -> JobReport:
     Due lots are read in steps of ``EXPIRY_SCAN`` in expiry order; their members are expired in
     small groups, one short transaction each. ``processed`` counts the lots expired, ``points``
     their points."""
-    due = utc(now)
+    due, zone = utc(now), (await get_program(chain_id)).timezone
     after, done, total = (BEFORE_ANY, 0), 0, 0
     while True:
         lots = await sql.rows(DUE_LOTS, chain_id, due, *after, EXPIRY_SCAN)
@@ -91,16 +91,17 @@ async def expire_points(chain_id: int, now: datetime) -> JobReport:
         members = sorted({lot["member_id"] for lot in lots})
         for start in range(0, len(members), EXPIRY_MEMBERS):
             lots_expired, points_expired = await _expire_members(chain_id, members[start:start + EXPIRY_MEMBERS],
-                                                                 due, now)
+                                                                 due, now, zone)
             done, total = done + lots_expired, total + points_expired
     return JobReport("expire_points", done, total)
 
 
-async def _expire_members(chain_id: int, member_ids: list[int], due: datetime, now: datetime) -> tuple[int, int]:
+async def _expire_members(chain_id: int, member_ids: list[int], due: datetime, now: datetime,
+                          zone: str) -> tuple[int, int]:
     """One transaction for the group; should one member's entry fail, each member alone."""
     try:
         async with in_transaction():
-            return await _expire_locked(chain_id, member_ids, due, now)
+            return await _expire_locked(chain_id, member_ids, due, now, zone)
     except (DuplicateEntry, InsufficientPoints):
         if len(member_ids) == 1:
             raise
@@ -108,14 +109,15 @@ async def _expire_members(chain_id: int, member_ids: list[int], due: datetime, n
     for member_id in member_ids:
         try:
             async with in_transaction():
-                lots_expired, points_expired = await _expire_locked(chain_id, [member_id], due, now)
+                lots_expired, points_expired = await _expire_locked(chain_id, [member_id], due, now, zone)
         except DuplicateEntry:  # another run expired these very lots: nothing left to do here
             continue
         done, total = done + lots_expired, total + points_expired
     return done, total
 
 
-async def _expire_locked(chain_id: int, member_ids: list[int], due: datetime, now: datetime) -> tuple[int, int]:
+async def _expire_locked(chain_id: int, member_ids: list[int], due: datetime, now: datetime,
+                         zone: str) -> tuple[int, int]:
     # The points account row is the member's lock for everything that touches lots: taken in
     # member order (as every path that locks several members does), then the lots are read again.
     # Before it, the member rows' key-share lock that the journal entry's foreign key takes anyway:
@@ -141,7 +143,7 @@ async def _expire_locked(chain_id: int, member_ids: list[int], due: datetime, no
         # runs that read the same lots collide on it instead of posting twice.
         entry = await ledger.post(chain_id, ledger.Entry(
             key=f"expire:{member_id}:{expired[-1]['id']}", kind="expiry", member_id=member_id, channel="job",
-            reason=_expiry_reason(expired, last), occurred_at=last,
+            reason=_expiry_reason(expired, last), occurred_at=last, zone=zone,
             legs=[ledger.Leg("points", -amount, member_id, guard=True), ledger.Leg("points_expired", amount)]))
         entries[member_id] = entry.id
     if not entries:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from tortoise import timezone
 from tortoise.exceptions import IntegrityError
@@ -76,6 +77,7 @@ class Entry:
     ref: str | None = None
     extra: dict = field(default_factory=dict)
     tally: tiers.Tally | None = None      # what the entry adds to the member's tier figures
+    zone: str | None = None               # the chain's timezone: the entry rolls up into the member's day
 
 
 def check_balanced(legs: list[Leg]) -> None:
@@ -130,8 +132,9 @@ def _shortfall(legs: list[Leg], moved: set[tuple[int, str]]) -> None:
 # Everything an entry writes, in one round trip. Each member account it moves is locked first in
 # id order (the same order for every entry: two entries touching the same accounts never
 # deadlock), then moved once by the sum of its legs, where the guarded debits must be covered by
-# the balance before the entry (its credits do not pay for its own spends); the postings name the moved accounts; the tally is added
-# to the member's month and lifetime figures. The answer: the entry's id, the moved balances,
+# the balance before the entry (its credits do not pay for its own spends); the postings name the
+# moved accounts; the tally is added to the member's month and lifetime figures, and the entry's
+# points and order to the member's day (``rollup``). The answer: the entry's id, the moved balances,
 # every account of the member (the moved ones as moved), and the tier standing after the tally.
 POST_AT_ONCE = """
 WITH legs AS (
@@ -162,6 +165,37 @@ UNION ALL SELECT 'account', member_id, kind, balance FROM accounts WHERE chain_i
 """
 
 
+ROLLED = ("points_issued", "points_redeemed", "points_expired")
+
+
+def rollup(entry: Entry, legs: list[Leg]) -> list | None:
+    """What the entry adds to its member's day (``member_days``): the day, the channel, orders,
+    points issued (net), redeemed (net) and expired; None when it adds nothing or has no day."""
+    if entry.zone is None or entry.member_id is None:
+        return None
+    moved = {name: sum(leg.amount for leg in legs if leg.ledger == name) for name in ROLLED}
+    orders = 1 if entry.kind == "order" else 0
+    if not orders and not any(moved.values()):
+        return None
+    local = entry.occurred_at.astimezone(ZoneInfo(entry.zone))
+    return [local.year * 10000 + local.month * 100 + local.day, entry.channel, orders,
+            -moved["points_issued"], moved["points_redeemed"], moved["points_expired"]]
+
+
+def _rollup_sql(member: str, first: int) -> str:
+    """The upsert of a rollup (parameters ``$first`` on, in ``rollup``'s order) into the member's day."""
+    values = ", ".join(f"${first + i}" for i in range(6))
+    return (f"INSERT INTO member_days (chain_id, member_id, day, channel, orders, points_issued, points_redeemed, "
+            f"points_expired) VALUES ($1, {member}, {values}) ON CONFLICT (chain_id, member_id, day, channel) DO UPDATE "
+            "SET orders = member_days.orders + excluded.orders, "
+            "points_issued = member_days.points_issued + excluded.points_issued, "
+            "points_redeemed = member_days.points_redeemed + excluded.points_redeemed, "
+            "points_expired = member_days.points_expired + excluded.points_expired")
+
+
+ROLL_UP = _rollup_sql("$2", 3)
+
+
 async def _post_at_once(chain_id: int, entry: Entry, legs: list[Leg]) -> Posted:
     params: list = [chain_id, entry.key, entry.kind, entry.member_id, entry.channel, entry.actor, entry.reason,
                     entry.ref, entry.occurred_at, timezone.now(),
@@ -171,6 +205,9 @@ async def _post_at_once(chain_id: int, entry: Entry, legs: list[Leg]) -> Posted:
     if entry.tally is not None:
         tally, standing = tiers.tally_sql(entry.tally, first_param=len(params) + 1)
         params += tiers.tally_params(entry.tally)
+    if (day := rollup(entry, legs)) is not None:
+        tally += f", rolled AS ({_rollup_sql('$4', len(params) + 1)})\n"
+        params += day
     found = await sql.rows(POST_AT_ONCE.format(tally=tally, standing=standing), *params)
     moved = {(int(r["member_id"]), r["kind"]): int(r["value"]) for r in found if r["what"] == "moved"}
     _shortfall(legs, set(moved))
@@ -202,6 +239,8 @@ async def _post_in_parts(chain_id: int, entry: Entry, legs: list[Leg]) -> Posted
         await tiers.add_figures(chain_id, entry.member_id, entry.tally.period, entry.tally.figures)
         t = entry.tally
         reading = await tiers.read_window(chain_id, entry.member_id, t.first, t.last, t.column)
+    if (day := rollup(entry, legs)) is not None:
+        await sql.execute(ROLL_UP, chain_id, entry.member_id, *day)
     accounts = await balances(chain_id, entry.member_id) if entry.member_id is not None else {}
     return Posted(journal.id, moved, accounts, reading)
 

@@ -64,20 +64,20 @@ INSERT = ("INSERT INTO reward_redemptions (chain_id, member_id, reward_id, key, 
           "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
 
 
-async def redeem(chain_id: int, member_id: int, reward_id: int, now: datetime, cause: str,
+async def redeem(chain_id: int, member_id: int, reward_id: int, now: datetime, cause: str, zone: str,
                  channel: str = "admin", seal: Seal | None = None) -> dict:
     """Take the reward's points and issue its coupon, once per ``cause``; the answer."""
     key = f"mall:{cause}"
     try:
         async with in_transaction():
-            return await _redeem(chain_id, member_id, reward_id, now, key, channel, seal)
+            return await _redeem(chain_id, member_id, reward_id, now, key, zone, channel, seal)
     except (IntegrityError, DuplicateEntry):  # this cause redeemed already (a retry that took over its lease)
         if done := await sql.rows(BY_KEY, chain_id, key):
             return _json(done[0]["result"])
         raise
 
 
-async def _redeem(chain_id: int, member_id: int, reward_id: int, now: datetime, key: str, channel: str,
+async def _redeem(chain_id: int, member_id: int, reward_id: int, now: datetime, key: str, zone: str, channel: str,
                   seal: Seal | None) -> dict:
     await codes.lock_active_member(chain_id, member_id, "This member is frozen: no spending")
     reward = await _take_stock(chain_id, reward_id)
@@ -87,7 +87,7 @@ async def _redeem(chain_id: int, member_id: int, reward_id: int, now: datetime, 
     price = int(reward["points"])
     entry = await ledger.post(chain_id, ledger.Entry(
         key=key, kind="mall", member_id=member_id, channel=channel, reason=f"reward {reward['name']}",
-        ref=f"reward:{reward_id}", occurred_at=now,
+        ref=f"reward:{reward_id}", occurred_at=now, zone=zone,
         legs=[ledger.Leg("points", -price, member_id, guard=True), ledger.Leg("points_redeemed", price)]))
     await points.take_from_lots(chain_id, member_id, price)
     coupon, issued = await coupons.issue_within(chain_id, member_id, int(reward["template_id"]), now, f"reward:{key}",

@@ -92,6 +92,7 @@ async def _welcome(chain_id: int, member: Member, phone_hash: str, program: Prog
         return
     entry = await ledger.post(chain_id, ledger.Entry(
         key=key, kind="behavior", member_id=member.id, channel=channel, reason="register", occurred_at=now,
+        zone=program.timezone,
         legs=[ledger.Leg("points_issued", -amount), ledger.Leg("points", amount, member.id),
               ledger.Leg("growth_issued", -amount), ledger.Leg("growth", amount, member.id)],
     ))

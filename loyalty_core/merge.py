@@ -9,7 +9,7 @@ never wait on each other in a circle):
 - **lots, pending points, coupons, identities (cards, WeChat, marketplace ids), orders, top-ups,
   mall redemptions and behaviours** are handed to the target, so refunds of the source's orders,
   vesting and expiry go on as if the target had them all along;
-- **tier figures** are added month by month into the target's, and the target keeps the higher
+- **tier figures** and daily activity roll-ups are added into the target's, and the target keeps the higher
   of the two tiers; **tags** are joined; the source's pending reviews are closed;
 - the source is **closed**: frozen, with ``merged_into``. Looking it up by phone or id answers the
   target (``codes``), and the admin view of the source says where it went.
@@ -34,6 +34,11 @@ FIGURES = ("INSERT INTO member_figures (chain_id, member_id, period, growth, poi
            "last_order_at) SELECT chain_id, $3, period, growth, points_earned, spend, stored_value, orders, last_order_at "
            "FROM member_figures WHERE chain_id = $1 AND member_id = $2 ON CONFLICT (chain_id, member_id, period) DO UPDATE "
            "SET " + ", ".join(f"{c} = member_figures.{c} + excluded.{c}" for c in tiers.FIGURES) + ", " + tiers.LATEST)
+DAYS = ("INSERT INTO member_days (chain_id, member_id, day, channel, orders, points_issued, points_redeemed, "
+        "points_expired) SELECT chain_id, $3, day, channel, orders, points_issued, points_redeemed, points_expired "
+        "FROM member_days WHERE chain_id = $1 AND member_id = $2 ON CONFLICT (chain_id, member_id, day, channel) DO "
+        "UPDATE SET " + ", ".join(f"{c} = member_days.{c} + excluded.{c}"
+                                  for c in ("orders", "points_issued", "points_redeemed", "points_expired")))
 CLOSE_REVIEWS = ("UPDATE reviews SET status = 'rejected', decided_at = $3, decided_by = $4, note = $5 "
                  "WHERE chain_id = $1 AND member_id = $2 AND status = 'pending'")
 
@@ -51,6 +56,8 @@ async def merge(chain_id: int, target_id: int, source_id: int, program: Program,
                               chain_id, source.id, target.id)
         await sql.execute(FIGURES, chain_id, source.id, target.id)
         await sql.execute("DELETE FROM member_figures WHERE chain_id = $1 AND member_id = $2", chain_id, source.id)
+        await sql.execute(DAYS, chain_id, source.id, target.id)
+        await sql.execute("DELETE FROM member_days WHERE chain_id = $1 AND member_id = $2", chain_id, source.id)
         await _join_tags(chain_id, target, source)
         await sql.execute(CLOSE_REVIEWS, chain_id, source.id, now, actor, f"merged into member {target.id}")
         await _keep_higher_tier(target, source, program, now)

@@ -156,7 +156,7 @@ class JournalEntry(Model):
     class Meta:
         table = "journal_entries"
         unique_together = (("chain", "key"),)
-        indexes = (("member_id", "id"), ("chain_id", "occurred_at"))
+        indexes = (("member_id", "id"),)
 
 
 # One leg of an entry. ``account`` is set for member accounts; ``ledger`` names the
@@ -416,6 +416,27 @@ class Segment(Model):
     class Meta:
         table = "segments"
         unique_together = (("chain", "name"),)
+
+
+# A member's day on one channel, as their journal entries post it: orders placed, points issued
+# (net of claw-backs), redeemed (net of returns) and expired. The activity report reads these
+# roll-ups, never the journal. Written in the ledger's own statement, under the member's accounts'
+# locks, so no row is shared by two members (a chain-wide daily row would serialise every till).
+class MemberDay(Model):
+    id = fields.BigIntField(primary_key=True)
+    chain = fields.ForeignKeyField("loyalty.Chain", related_name="member_days", on_delete=fields.RESTRICT)
+    member = fields.ForeignKeyField("loyalty.Member", related_name="days", on_delete=fields.RESTRICT)
+    day = fields.IntField()  # yyyymmdd on the chain's calendar
+    channel = fields.CharField(max_length=32)
+    orders = fields.BigIntField(default=0)
+    points_issued = fields.BigIntField(default=0)
+    points_redeemed = fields.BigIntField(default=0)
+    points_expired = fields.BigIntField(default=0)
+
+    class Meta:
+        table = "member_days"
+        unique_together = (("chain", "member", "day", "channel"),)
+        indexes = (("chain_id", "day"),)
 
 
 # A stored-value top-up at a store's till, once per (store, topup_id) forever: the row is its

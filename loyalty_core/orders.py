@@ -237,7 +237,8 @@ async def _apply(chain_id: int, order: OrderInput, figures: pricing.Quote, progr
         pending_until = _pending_until(program, order.occurred_at)
         legs = _order_legs(member.id, row.points_redeemed, figures, principal, bonus, pending_until is not None)
         entry = await _post_order(chain_id, order, row, legs, tiers.tally(program, row.period, tiers.Figures(
-            growth=figures.growth_to_earn, points_earned=figures.points_to_earn, spend=figures.payable, orders=1, last_order_at=order.occurred_at), now))
+            growth=figures.growth_to_earn, points_earned=figures.points_to_earn, spend=figures.payable, orders=1,
+            last_order_at=order.occurred_at), now), program.timezone)
         await risk.check_order(chain_id, member.id, order.occurred_at, program)
         kept = await _move_points(chain_id, member.id, entry, row, figures.points_to_earn, pending_until, program)
         tier = await tiers.raise_tier(member, program, now, entry.standing)
@@ -284,11 +285,11 @@ RESULT = ("UPDATE orders SET result = $3, stored_value_principal = $4, stored_va
 
 
 async def _post_order(chain_id: int, order: OrderInput, row: Recorded, legs: list[ledger.Leg],
-                      tally: tiers.Tally) -> ledger.Posted:
+                      tally: tiers.Tally, zone: str) -> ledger.Posted:
     try:
         return await ledger.post(chain_id, ledger.Entry(
             key=f"order:{order.source}:{order.txn_id}", kind="order", member_id=row.member_id, channel=order.channel,
-            ref=f"order:{row.id}", occurred_at=order.occurred_at, legs=legs, tally=tally))
+            ref=f"order:{row.id}", occurred_at=order.occurred_at, legs=legs, tally=tally, zone=zone))
     except InsufficientPoints:
         available = await points.points_balance(chain_id, row.member_id)
         raise InsufficientPoints(f"{row.points_redeemed} points asked, {max(available, 0)} available") from None
@@ -464,7 +465,8 @@ async def _post_refund(chain_id: int, order: Order, refund: RefundInput, share: 
     ]
     return await ledger.post(chain_id, ledger.Entry(
         key=f"refund:{order.id}:{refund.refund_id}", kind="refund", member_id=member_id, channel=order.channel,
-        ref=f"order:{order.id}", occurred_at=now, legs=legs, tally=tiers.tally(program, order.period, tiers.Figures(
+        ref=f"order:{order.id}", occurred_at=now, legs=legs, zone=program.timezone,
+        tally=tiers.tally(program, order.period, tiers.Figures(
             growth=-share.growth_reversed, points_earned=-share.points_reversed, spend=-share.amount,
             orders=-1 if share.ratio == 1 else 0), now)))
 

@@ -2,7 +2,8 @@
 
 The liability is read from the member accounts (one row per member and kind, kept by the ledger
 in every posting's transaction): one pass over the chain's members, never over its history. The
-activity report reads the journal entries of its period only, by the (chain, occurred_at) index.
+activity report reads the daily roll-ups the ledger keeps per member and channel as entries post
+(``member_days``): the period's active member-days, never the journal.
 """
 from __future__ import annotations
 
@@ -28,12 +29,9 @@ async def liability(chain_id: int) -> dict:
 
 
 MAX_DAYS = 366
-POINTS_MOVED = ("SELECT p.ledger, e.channel, COALESCE(SUM(p.amount), 0) AS amount FROM journal_entries e "
-                "JOIN postings p ON p.chain_id = e.chain_id AND p.entry_id = e.id "
-                "WHERE e.chain_id = $1 AND e.occurred_at >= $2 AND e.occurred_at < $3 AND p.account_id IS NULL "
-                "AND p.ledger IN ('points_issued', 'points_redeemed', 'points_expired') GROUP BY p.ledger, e.channel")
-ORDERS = ("SELECT channel, member_id, count(*) AS n FROM journal_entries WHERE chain_id = $1 AND kind = 'order' "
-          "AND occurred_at >= $2 AND occurred_at < $3 GROUP BY channel, member_id")
+DAYS = ("SELECT channel, member_id, SUM(orders) AS orders, SUM(points_issued) AS issued, "
+        "SUM(points_redeemed) AS redeemed, SUM(points_expired) AS expired FROM member_days "
+        "WHERE chain_id = $1 AND day BETWEEN $2 AND $3 GROUP BY channel, member_id")
 JOINED = "SELECT count(*) AS n FROM members WHERE chain_id = $1 AND created_at >= $2 AND created_at < $3"
 
 
@@ -49,20 +47,26 @@ def period(start: date, end: date, program: Program) -> tuple[datetime, datetime
 
 async def activity(chain_id: int, start: date, end: date, program: Program) -> dict:
     """Points issued, redeemed and expired; members joined, active (with an order), repeat (two or
-    more orders) and the repeat rate; the same by channel. Days are the chain's calendar."""
+    more orders) and the repeat rate; the same by channel. Days are the chain's calendar. Read from
+    the daily roll-ups each journal entry adds to its member's day (``member_days``)."""
     since, until = period(start, end, program)
     moved: dict[str, Counter] = defaultdict(Counter)
-    for row in await sql.rows(POINTS_MOVED, chain_id, since, until):
-        moved[row["channel"]][row["ledger"]] += int(row["amount"])
     orders: dict[str, Counter] = defaultdict(Counter)  # channel -> member -> orders
-    for row in await sql.rows(ORDERS, chain_id, since, until):
-        orders[row["channel"]][int(row["member_id"])] += int(row["n"])
+    for row in await sql.rows(DAYS, chain_id, _day(start), _day(end)):
+        channel = row["channel"]
+        for name in ("issued", "redeemed", "expired"):
+            moved[channel][name] += int(row[name])
+        orders[channel][int(row["member_id"])] += int(row["orders"])
     joined = int((await sql.rows(JOINED, chain_id, since, until))[0]["n"])
     channels = sorted(set(moved) | set(orders))
     return {"from": start.isoformat(), "to": end.isoformat(), "timezone": program.timezone,
             "points": _points(_total(moved.values())), "members": {"joined": joined, **_members(_total(orders.values()))},
             "by_channel": {channel: {"points": _points(moved[channel]), "orders": sum(orders[channel].values()),
                                      **_members(orders[channel])} for channel in channels}}
+
+
+def _day(moment: date) -> int:
+    return moment.year * 10000 + moment.month * 100 + moment.day
 
 
 def _total(counters) -> Counter:
@@ -74,9 +78,8 @@ def _total(counters) -> Counter:
 
 
 def _points(moved: Counter) -> dict:
-    """Chain-level postings as a reader counts them: issued (net of refunds), redeemed (net of
-    points given back), expired."""
-    return {"issued": -moved["points_issued"], "redeemed": moved["points_redeemed"], "expired": moved["points_expired"]}
+    """Issued (net of refunds' claw-backs), redeemed (net of points given back), expired."""
+    return {"issued": moved["issued"], "redeemed": moved["redeemed"], "expired": moved["expired"]}
 
 
 def _members(orders_by_member: Counter) -> dict:

@@ -85,7 +85,7 @@ def clock() -> FrozenClock:
 
 
 TABLES = ["idempotency_records", "outbox_events", "reward_redemptions", "rewards", "coupons", "coupon_templates",
-          "member_tags", "reviews", "segments", "behavior_events", "member_figures", "refunds", "topups", "pending_points",
+          "member_tags", "reviews", "segments", "behavior_events", "member_days", "member_figures", "refunds", "topups", "pending_points",
           "points_lots", "postings", "journal_entries", "orders", "accounts", "identities", "members", "terminals",
           "stores", "admin_keys", "chains"]
 

@@ -36,6 +36,7 @@ SELECT create_distributed_table('behavior_events',     'chain_id', colocate_with
 SELECT create_distributed_table('rewards',             'chain_id', colocate_with => 'members');
 SELECT create_distributed_table('reward_redemptions',  'chain_id', colocate_with => 'members');
 SELECT create_distributed_table('segments',            'chain_id', colocate_with => 'members');
+SELECT create_distributed_table('member_days',         'chain_id', colocate_with => 'members');
 SELECT create_distributed_table('idempotency_records', 'chain_id', colocate_with => 'members');
 SELECT create_distributed_table('outbox_events',       'chain_id', colocate_with => 'members');
 

@@ -1,4 +1,4 @@
--- Reshape the migrated schema (`loyalty migrate`, up to 0015) so that Citus can distribute it by
+-- Reshape the migrated schema (`loyalty migrate`, up to 0016) so that Citus can distribute it by
 -- chain_id: run it once on the coordinator, after the migrations and before distribute.sql, as
 --   psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -f deploy/citus/reshape.sql
 -- It needs no extension (tests/integration/test_citus_reshape_pg.py runs it on plain PostgreSQL
@@ -7,11 +7,11 @@
 -- Citus wants, on a distributed table, every primary key and unique key to include the
 -- distribution column, and every foreign key between two distributed tables to include it on
 -- both sides, at the same position. Migration 0005 put chain_id in every unique key; here:
---   1. the 22 foreign keys between chain tables are dropped;
---   2. the 21 chain tables' primary keys become (id, chain_id): id first, so that a statement
+--   1. the 23 foreign keys between chain tables are dropped;
+--   2. the 22 chain tables' primary keys become (id, chain_id): id first, so that a statement
 --      that still finds a row by id alone (docs/scaling.md, "Queries still to scope") keeps its
 --      index; the pair is unique because id is;
---   3. the 22 foreign keys come back as (chain_id, <column>) -> (chain_id, id), ON DELETE RESTRICT
+--   3. the 23 foreign keys come back as (chain_id, <column>) -> (chain_id, id), ON DELETE RESTRICT
 --      as before. A NULL member_id or order_id is still allowed (MATCH SIMPLE: a key with a NULL
 --      column is not checked, as before).
 -- The foreign keys to chains(id) and stores(id) stay as they are: those two tables, terminals and
@@ -37,6 +37,7 @@ ALTER TABLE topups          DROP CONSTRAINT topups_member_id_fkey;
 ALTER TABLE member_tags     DROP CONSTRAINT member_tags_member_id_fkey;
 ALTER TABLE reviews         DROP CONSTRAINT reviews_member_id_fkey;
 ALTER TABLE behavior_events DROP CONSTRAINT behavior_events_member_id_fkey;
+ALTER TABLE member_days     DROP CONSTRAINT member_days_member_id_fkey;
 ALTER TABLE rewards         DROP CONSTRAINT rewards_template_id_fkey;
 ALTER TABLE reward_redemptions DROP CONSTRAINT reward_redemptions_member_id_fkey,
                             DROP CONSTRAINT reward_redemptions_reward_id_fkey;
@@ -62,6 +63,7 @@ ALTER TABLE behavior_events     DROP CONSTRAINT behavior_events_pkey,     ADD CO
 ALTER TABLE rewards             DROP CONSTRAINT rewards_pkey,             ADD CONSTRAINT rewards_pkey PRIMARY KEY (id, chain_id);
 ALTER TABLE reward_redemptions  DROP CONSTRAINT reward_redemptions_pkey,  ADD CONSTRAINT reward_redemptions_pkey PRIMARY KEY (id, chain_id);
 ALTER TABLE segments            DROP CONSTRAINT segments_pkey,            ADD CONSTRAINT segments_pkey PRIMARY KEY (id, chain_id);
+ALTER TABLE member_days         DROP CONSTRAINT member_days_pkey,         ADD CONSTRAINT member_days_pkey PRIMARY KEY (id, chain_id);
 ALTER TABLE member_figures      DROP CONSTRAINT member_figures_pkey,      ADD CONSTRAINT member_figures_pkey PRIMARY KEY (id, chain_id);
 ALTER TABLE idempotency_records DROP CONSTRAINT idempotency_records_pkey, ADD CONSTRAINT idempotency_records_pkey PRIMARY KEY (id, chain_id);
 ALTER TABLE outbox_events       DROP CONSTRAINT outbox_events_pkey,       ADD CONSTRAINT outbox_events_pkey PRIMARY KEY (id, chain_id);
@@ -104,6 +106,8 @@ ALTER TABLE member_tags     ADD CONSTRAINT member_tags_member_id_fkey
 ALTER TABLE reviews         ADD CONSTRAINT reviews_member_id_fkey
   FOREIGN KEY (chain_id, member_id) REFERENCES members (chain_id, id) ON DELETE RESTRICT;
 ALTER TABLE behavior_events ADD CONSTRAINT behavior_events_member_id_fkey
+  FOREIGN KEY (chain_id, member_id) REFERENCES members (chain_id, id) ON DELETE RESTRICT;
+ALTER TABLE member_days     ADD CONSTRAINT member_days_member_id_fkey
   FOREIGN KEY (chain_id, member_id) REFERENCES members (chain_id, id) ON DELETE RESTRICT;
 ALTER TABLE rewards         ADD CONSTRAINT rewards_template_id_fkey
   FOREIGN KEY (chain_id, template_id) REFERENCES coupon_templates (chain_id, id) ON DELETE RESTRICT;

@@ -80,5 +80,6 @@ async def redeem_for_member(call: Call):
         return Reply(answer, 201)
 
     answer = await mall.redeem(call.chain_id, call.path_id("member_id"), call.path_id("reward_id"),
-                               call.services.clock.now(), f"claim:{call.claim_id}", seal=call.seal(shape))
+                               call.services.clock.now(), f"claim:{call.claim_id}", (await call.program()).timezone,
+                               seal=call.seal(shape))
     return await call.answer(shape, answer)

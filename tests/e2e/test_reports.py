@@ -111,3 +111,20 @@ async def test_activity_counts_points_and_members_of_the_period(chain, other_cha
     for query in ("from=2026-11-30&to=2026-11-01", "from=2026-01-01&to=2027-06-01", "from=yesterday&to=2026-11-01",
                   "to=2026-11-01"):
         await problem(await chain.admin("GET", f"/v1/reports/activity?{query}"), 422, "validation_error")
+
+
+async def test_activity_counts_expiry_on_the_day_points_expired(chain, clock):
+    clock.at = datetime.fromisoformat("2026-11-20T10:00:00+08:00")
+    await chain.set_program(program(expiry={"mode": "rolling_months", "months": 1}))
+    member = await chain.new_member("13600000040")
+    await chain.sale(order("E1", [line("BEANS", "coffee", 8000)], at=clock.now().isoformat(), member_id=member["id"]))
+    clock.at = datetime.fromisoformat("2026-12-25T10:00:00+08:00")
+    assert (await chain.admin("POST", "/v1/jobs/expire_points")).status == 200
+    assert (await chain.member(member["id"]))["balances"]["points"] == 0
+    # the lot vested on 20 November and expired a month later, at the end of 20 December: the instant
+    # 2026-12-21 00:00 in Shanghai, so the expiry is on the 21st
+    assert (await activity(chain, "2026-12-21", "2026-12-21"))["points"] == {"issued": 0, "redeemed": 0, "expired": 80}
+    assert (await activity(chain, "2026-12-20", "2026-12-20"))["points"]["expired"] == 0
+    assert (await activity(chain, "2026-11-01", "2026-11-30"))["points"] == {"issued": 80, "redeemed": 0, "expired": 0}
+    december = await activity(chain, "2026-12-01", "2026-12-31")
+    assert december["by_channel"]["job"]["points"]["expired"] == 80 and december["members"]["active"] == 0
