@@ -16,6 +16,7 @@ from tortoise import Tortoise
 
 from gateway import db
 from gateway.app import create_app
+from loyalty_core.verify import verify
 from gateway.settings import Settings
 from loyalty_core.clock import FrozenClock
 
@@ -100,12 +101,16 @@ async def empty_database() -> None:
 
 
 @pytest_asyncio.fixture
-async def client(aiohttp_client, settings, clock):
-    """The gateway over HTTP, on an empty database."""
+async def client(aiohttp_client, settings, clock, request):
+    """The gateway over HTTP, on an empty database; after the test, ``verify`` finds the ledger
+    whole (balances, lots and pending points against the journal), unless the test breaks it on
+    purpose (``@pytest.mark.tampers``)."""
     app = create_app(settings, clock=clock)
     test_client = await aiohttp_client(app)
     await empty_database()
     yield test_client
+    if request.node.get_closest_marker("tampers") is None:
+        assert await verify() == [], "the ledger does not verify after this test"
 
 
 @pytest_asyncio.fixture

@@ -9,6 +9,8 @@ import sys
 import uuid
 from pathlib import Path
 
+import pytest
+
 from loyalty_core.verify import verify
 from tests.conftest import SECRET
 
@@ -57,6 +59,7 @@ async def test_chain_create_refuses_an_unknown_timezone(client, database_url):
     assert await sql_rows("SELECT id FROM chains") == []
 
 
+@pytest.mark.tampers
 async def test_verify_finds_a_tampered_balance(chain, database_url):
     member = await chain.new_member("13200132000")
     other = await chain.new_member("13200132001")
