@@ -318,3 +318,25 @@ async def redeem_at_counter(chain_id: int, code: str, now: datetime, seal: Seal 
                                                  "order_id": None}, now)
         await seal_with(seal, redeemed)
     return redeemed
+
+
+# ---- voiding --------------------------------------------------------------------------------
+
+VOID = ("UPDATE coupons SET status = 'voided' WHERE chain_id = $1 AND code = $2 AND status = 'issued' "
+        "RETURNING id, member_id")
+
+
+async def void(chain_id: int, code: str, reason: str, actor: str, now: datetime) -> dict:
+    """An operator takes back an issued coupon (sent by mistake, a fraud case): it can no longer be
+    used, and it is not restored by a refund. Voiding a voided coupon answers it as it is; a
+    redeemed one cannot be voided (422 ``coupon_not_usable``)."""
+    coupon = await find(chain_id, code, now)
+    if coupon["status"] == "voided":
+        return coupon
+    async with in_transaction():
+        voided = await sql.rows(VOID, chain_id, coupon["code"])
+        if not voided:
+            raise CouponNotUsable(f"Coupon {coupon['code']} was {coupon['status']}: only an issued coupon is voided")
+        await emit(chain_id, "coupon.voided", {"member_id": coupon["member_id"], "code": coupon["code"],
+                                               "reason": reason, "by": actor}, now)
+    return await find(chain_id, coupon["code"], now)

@@ -9,6 +9,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from adapters.pos.schemas import CouponOut
 from loyalty_core import coupons
 from loyalty_core.bounds import MAX_FEN
+from loyalty_core.errors import CouponNotFound
 from loyalty_core.models import CouponTemplate
 
 from .. import schemas as s
@@ -115,3 +116,19 @@ async def member_coupons(call: Call):
                                     call.query.limit + 1, now)
     page, cursor = s.cut(found, call.query.limit, id_of=lambda coupon: coupon["id"])
     return {"items": [{k: v for k, v in coupon.items() if k != "id"} for coupon in page], "next_cursor": cursor}
+
+
+class VoidCoupon(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=500, pattern=NO_NUL, description="why, kept in the coupon.voided event")
+
+
+@API.route("POST", "/v1/coupons/{code}/void", auth="admin:coupons", summary="Void an issued coupon", tag="coupons",
+           body=VoidCoupon, response=CouponOut, idempotent="optional",
+           errors=ERR_AUTH + ("coupon_not_found", "coupon_not_usable", "validation_error"),
+           description="It can no longer be used, nor come back with a refund. A voided coupon again answers as it "
+                       "is; a redeemed one is 422 coupon_not_usable.")
+async def void_coupon(call: Call):
+    code = call.path_code("code", 32, CouponNotFound)
+    return await coupons.void(call.chain_id, code, call.body.reason, call.principal.actor, call.services.clock.now())

@@ -251,3 +251,26 @@ async def test_one_coupon_at_five_tills_at_once_and_stock_under_concurrent_issue
                                               {"template_id": limited["id"]}) for _ in range(6)])
     assert sorted(a.status for a in twice) == [201] + [422] * 5
     assert await verify() == []
+
+
+async def test_an_operator_voids_an_issued_coupon(till, other_chain):
+    member = await till.new_member("13500001100")
+    made = await template(till, min_spend=0)
+    kept, voided = (await give(till, member["id"], made["id"]))["code"], (await give(till, member["id"], made["id"]))["code"]
+    path = f"/v1/coupons/{voided}/void"
+    answer = await till.admin("POST", path, {"reason": "issued by mistake"})
+    assert answer.status == 200 and (await answer.json())["status"] == "voided"
+    assert (await till.admin("POST", path, {"reason": "again"})).status == 200  # as it is
+    refused = await problem(await till.pos("POST", "/v1/pos/orders", order(
+        "V1", [line("BEANS", "coffee", 6000)], 5000, at=NOW, member_id=member["id"], coupons=[voided])),
+        422, "coupon_not_usable")
+    assert "voided" in refused["detail"]
+    scanned = await (await till.pos("POST", "/v1/pos/scan", {"code": voided})).json()
+    assert scanned["coupon"]["status"] == "voided" and [c["code"] for c in scanned["coupons"]] == [kept]
+    await till.sale(order("V2", [line("BEANS", "coffee", 6000)], 5000, at=NOW, member_id=member["id"], coupons=[kept]))
+    await problem(await till.admin("POST", f"/v1/coupons/{kept}/void", {"reason": "late"}), 422, "coupon_not_usable")
+    await problem(await other_chain.admin("POST", path, {"reason": "not mine"}), 404, "coupon_not_found")
+    auditor = await (await till.admin("POST", "/v1/admin-keys", {"role": "auditor"})).json()
+    await problem(await till.admin("POST", f"/v1/coupons/{kept}/void", {"reason": "x"}, key=auditor["key"]),
+                  403, "forbidden")
+    assert await held(till, member["id"]) == {kept: "redeemed", voided: "voided"}
