@@ -17,6 +17,7 @@ is refused and applies nothing. A full refund gives back the coupons that are st
 """
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from dataclasses import dataclass
@@ -135,16 +136,21 @@ async def issue(chain_id: int, member_id: int, template_id: int, now: datetime, 
 
 
 async def issue_new(chain_id: int, member_id: int, template_id: int, now: datetime, issue_key: str) -> bool:
-    """For a job or a campaign: issue unless this cause has already (True when this call did,
-    False when it had been issued before or is issued by a run beside this one meanwhile)."""
+    """For a job or a campaign, in a transaction of its own: ``issue_once_within`` (False too when
+    a run beside this one issues it meanwhile)."""
     try:
         async with in_transaction():
-            if await sql.rows(BY_ISSUE_KEY.format(columns="c.id"), chain_id, issue_key):
-                return False
-            _, event = await issue_within(chain_id, member_id, template_id, now, issue_key)
-            await emit(chain_id, *event, now)
+            return await issue_once_within(chain_id, member_id, template_id, now, issue_key)
     except IntegrityError:
         return False
+
+
+async def issue_once_within(chain_id: int, member_id: int, template_id: int, now: datetime, issue_key: str) -> bool:
+    """Inside the caller's transaction, issue (and announce) unless this cause has already; True when it did."""
+    if await sql.rows(BY_ISSUE_KEY.format(columns="c.id"), chain_id, issue_key):
+        return False
+    _, event = await issue_within(chain_id, member_id, template_id, now, issue_key)
+    await emit(chain_id, *event, now)
     return True
 
 
@@ -219,6 +225,12 @@ USABLE_COLUMN = "~usable_coupons"
 
 
 def usable_column(now_param: int) -> str:
+    """``_usable_column`` for the database in use (built once per dialect: a scan asks for it)."""
+    return _usable_column(sql.dialect(), now_param)
+
+
+@functools.cache
+def _usable_column(dialect: str, now_param: int) -> str:
     """The member's usable coupons (issued, valid now, soonest to expire first, at most ``USABLE_SHOWN``) as one JSON column of their row,
     for a statement over ``members`` that passes the time as ``$now_param``: a scan stays one
     round trip. JSON is built by each database's own aggregate."""
@@ -226,7 +238,7 @@ def usable_column(now_param: int) -> str:
              "WHERE c.chain_id = members.chain_id AND c.member_id = members.id AND c.status = 'issued' "
              f"AND c.valid_to > ${now_param} AND c.valid_from <= ${now_param} ORDER BY c.valid_to, c.id "
              f"LIMIT {USABLE_SHOWN}")
-    if sql.dialect() == "postgres":
+    if dialect == "postgres":
         aggregate = "COALESCE(json_agg(u ORDER BY u.valid_to, u.id), '[]'::json)"
     else:
         aggregate = "json_group_array(json_object({}))".format(", ".join(f"'{f}', u.{f}" for f in _USABLE_FIELDS))

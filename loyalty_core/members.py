@@ -110,12 +110,8 @@ async def _welcome_coupons(chain_id: int, member: Member, phone_hash: str, progr
         if not template.isdigit():
             log.warning("welcome_coupon.skipped", chain_id=chain_id, template=template, reason="not a template id")
             continue
-        key = f"welcome:{phone_hash}:{template}"
-        if await sql.rows(coupons.BY_ISSUE_KEY.format(columns="c.id"), chain_id, key):
-            continue  # this phone had it once already
-        try:
-            _, event = await coupons.issue_within(chain_id, member.id, int(template), now, key)
-            await emit(chain_id, *event, now)
+        try:  # once per phone: a phone that had it once gets it never again
+            await coupons.issue_once_within(chain_id, member.id, int(template), now, f"welcome:{phone_hash}:{template}")
         except (NotFound, CouponOutOfStock) as error:
             log.warning("welcome_coupon.skipped", chain_id=chain_id, template=template, reason=error.code)
 
@@ -211,6 +207,17 @@ async def counter_view_of(cache: codes.Cache, vault: Vault, chain_id: int, code:
         row, _ = await codes.find_member_row(cache, vault, chain_id, code, now, columns, params)
     member = Member._init_from_db(**{k: v for k, v in row.items() if k != coupons.USABLE_COLUMN})
     return _counter(member, vault, *_standing(program, member.tier_code, metric, row)), coupons.usable_in(row, now)
+
+
+async def scan(cache: codes.Cache, vault: Vault, chain_id: int, code: str, program: Program, now: datetime) -> dict:
+    """What a till's scan answers: a coupon code names its coupon and its owner (``kind: coupon``),
+    anything else a member; both with the member's coupons usable now."""
+    coupon = await coupons.find(chain_id, code, now) if coupons.looks_like_coupon(code) else None
+    view, usable = await counter_view_of(cache, vault, chain_id, code, program, now,
+                                         member_id=coupon["member_id"] if coupon else None)
+    if coupon is not None:
+        return {"kind": "coupon", "coupon": coupon, "member": view, "coupons": usable}
+    return {"kind": "member", "member": view, "coupons": usable}
 
 
 async def member_view(member: Member, program: Program, vault: Vault, now: datetime) -> dict:

@@ -34,7 +34,6 @@ from .errors import AlreadyExists, CouponLimitReached, CouponOutOfStock, MemberF
 from .models import Segment
 from .program import Program
 
-ACTIVITIES = ("active", "sleeping", "churned")
 BATCH = 500
 
 

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from loyalty_core import codes
 from loyalty_core.crypto import Vault
 from loyalty_core.errors import LoyaltyError, ValidationFailed, field_errors
+from loyalty_core.models import Member
 from loyalty_core.orders import OrderInput, Payment, check_sale_time
 from loyalty_core.rules.pricing import Line
 
@@ -27,16 +28,23 @@ def source(store_id: int) -> str:
     return f"store:{store_id}"
 
 
+async def member_named(member_code: str | None, member_id: int | None, chain_id: int, cache: codes.Cache,
+                       vault: Vault, at: datetime) -> tuple[Member | None, str | None]:
+    """The member a till's body names, by what the scanner read (checked at ``at``) or by id, with a
+    dynamic code's single-use key; nobody (a guest) when it names none."""
+    if member_code:
+        return await codes.find_member(cache, vault, chain_id, member_code, at)
+    if member_id:
+        return await codes.member_by_id(chain_id, member_id), None
+    return None, None
+
+
 async def to_core(body: PreviewIn, store_id: int, chain_id: int, cache: codes.Cache, vault: Vault,
                   now: datetime, offline: bool = False) -> OrderInput:
     occurred_at = body.occurred_at or now
     check_sale_time(occurred_at, now)
-    member, dynamic = None, None
-    if body.member_code:
-        member, dynamic = await codes.find_member(cache, vault, chain_id, body.member_code,
-                                                  occurred_at if offline else now)
-    elif body.member_id:
-        member = await codes.member_by_id(chain_id, body.member_id)
+    member, dynamic = await member_named(body.member_code, body.member_id, chain_id, cache, vault,
+                                         occurred_at if offline else now)
     return OrderInput(
         source=source(store_id), txn_id=body.txn_id or "preview", occurred_at=occurred_at, store_id=store_id,
         lines=[Line(sku=l.sku, category=l.category, qty=l.qty, unit_price=l.unit_price, amount=l.amount)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from adapters.pos.schemas import CouponOut
 from loyalty_core import coupons
@@ -17,18 +17,15 @@ from ..api import Call, Reply
 from . import API
 from .admin import ERR_AUTH
 
-NO_NUL = r"^[^\x00]*$"
 
 
-class NewTemplate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=100, pattern=NO_NUL, description="unique in the chain")
+class NewTemplate(s.Body):
+    name: str = Field(min_length=1, max_length=100, pattern=s.NO_NUL, description="unique in the chain")
     kind: Literal["cash", "percent", "gift"]
     amount_off: int = Field(0, ge=0, le=MAX_FEN, description="cash: fen off")
     percent_off: int = Field(0, ge=0, le=99, description="percent: % off what is left to pay")
     max_off: int | None = Field(None, ge=1, le=MAX_FEN, description="percent: at most this many fen off")
-    sku: str | None = Field(None, min_length=1, max_length=64, pattern=NO_NUL, description="gift: the SKU given")
+    sku: str | None = Field(None, min_length=1, max_length=64, pattern=s.NO_NUL, description="gift: the SKU given")
     min_spend: int = Field(0, ge=0, le=MAX_FEN, description="fen the order must come to after the tier discount")
     valid_days: int | None = Field(None, ge=1, le=3660, description="valid for this many days from its issue")
     valid_from: AwareDatetime | None = Field(None, description="or a fixed window: valid_from and valid_to")
@@ -62,9 +59,7 @@ class TemplatePage(BaseModel):
     next_cursor: str | None
 
 
-class IssueCoupon(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class IssueCoupon(s.Body):
     template_id: int = Field(ge=1, le=2**53 - 1)
 
 
@@ -118,10 +113,8 @@ async def member_coupons(call: Call):
     return {"items": [{k: v for k, v in coupon.items() if k != "id"} for coupon in page], "next_cursor": cursor}
 
 
-class VoidCoupon(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    reason: str = Field(min_length=1, max_length=500, pattern=NO_NUL, description="why, kept in the coupon.voided event")
+class VoidCoupon(s.Body):
+    reason: str = Field(min_length=1, max_length=500, pattern=s.NO_NUL, description="why, kept in the coupon.voided event")
 
 
 @API.route("POST", "/v1/coupons/{code}/void", auth="admin:coupons", summary="Void an issued coupon", tag="coupons",

@@ -1,7 +1,7 @@
 """The points mall's catalogue, and redemption on a member's behalf (customer service)."""
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from adapters.pos.schemas import CouponOut
 from loyalty_core import mall
@@ -14,10 +14,8 @@ from . import API
 from .admin import ERR_AUTH
 
 
-class NewReward(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00]*$", description="unique in the chain")
+class NewReward(s.Body):
+    name: str = Field(min_length=1, max_length=100, pattern=s.NO_NUL, description="unique in the chain")
     points: int = Field(ge=1, le=2**53 - 1, description="the price in points")
     template_id: int = Field(ge=1, le=2**53 - 1, description="the coupon template a redemption issues one of")
     stock: int | None = Field(None, ge=1, le=2**53 - 1, description="how many may ever be redeemed (none: no limit)")

@@ -7,7 +7,7 @@ from adapters.pos import orders as pos_orders
 from adapters.pos.schemas import (BatchIn, BatchOut, OrderIn, OrderOut, PosMember, PreviewIn, PreviewOut,
                                   RefundIn, RefundOut, Scan, ScanOut, TopupIn, TopupOut)
 from adapters.pos.schemas import CouponOut
-from loyalty_core import codes, coupons, members, orders, stored_value
+from loyalty_core import coupons, members, orders, stored_value
 from loyalty_core.errors import CouponNotFound, LoyaltyError, OrderNotFound
 from loyalty_core.models import Store
 
@@ -39,14 +39,8 @@ async def register_member(call: Call):
                        "code (CPN and 16 characters). Answers the member with the coupons they can use now (at most "
                        "20, soonest to expire first); for a coupon code, kind coupon and that coupon too.")
 async def scan(call: Call):
-    now, code = call.services.clock.now(), call.body.code
-    coupon = await coupons.find(call.chain_id, code, now) if coupons.looks_like_coupon(code) else None
-    view, usable = await members.counter_view_of(call.services.cache, call.services.vault, call.chain_id, code,
-                                                 await call.program(), now,
-                                                 member_id=coupon["member_id"] if coupon else None)
-    if coupon is not None:
-        return {"kind": "coupon", "coupon": coupon, "member": view, "coupons": usable}
-    return {"kind": "member", "member": view, "coupons": usable}
+    return await members.scan(call.services.cache, call.services.vault, call.chain_id, call.body.code,
+                              await call.program(), call.services.clock.now())
 
 
 @API.route("POST", "/v1/pos/checkout/preview", auth="terminal", summary="Price an order without committing it",
@@ -148,10 +142,8 @@ async def refund(call: Call):
                        "code identifies the member and stays usable for the order that follows.")
 async def top_up(call: Call):
     body, now = call.body, call.services.clock.now()
-    if body.member_code is not None:
-        member, _ = await codes.find_member(call.services.cache, call.services.vault, call.chain_id, body.member_code, now)
-    else:
-        member = await codes.member_by_id(call.chain_id, body.member_id)
+    member, _ = await pos_orders.member_named(body.member_code, body.member_id, call.chain_id, call.services.cache,
+                                              call.services.vault, now)
     placed = await stored_value.top_up(call.chain_id, stored_value.TopupInput(
         store_id=call.principal.store_id, topup_id=body.topup_id, member=member, amount=body.amount,
         payment_method=body.payment_method), await call.program(), now, seal=call.seal(_placed))

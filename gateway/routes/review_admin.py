@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from loyalty_core import reviews
 
@@ -19,11 +19,9 @@ class ReviewQuery(BaseModel):
     cursor: str | None = None
 
 
-class Decision(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Decision(s.Body):
     approve: bool
-    note: str | None = Field(None, max_length=500, pattern=r"^[^\x00]*$", description="why, kept with the decision")
+    note: str | None = Field(None, max_length=500, pattern=s.NO_NUL, description="why, kept with the decision")
 
 
 class ReviewTier(BaseModel):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from loyalty_core import segments
 
@@ -12,25 +12,20 @@ from ..api import Call, Reply
 from . import API
 from .admin import ERR_AUTH
 
-NO_NUL = r"^[^\x00]*$"
-Label = Annotated[str, Field(min_length=1, max_length=32, pattern=NO_NUL)]
+Label = Annotated[str, Field(min_length=1, max_length=32, pattern=s.NO_NUL)]
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Days(Strict):
+class Days(s.Body):
     min: int | None = Field(None, ge=0, le=36500)
     max: int | None = Field(None, ge=0, le=36500)
 
 
-class Count(Strict):
+class Count(s.Body):
     min: int | None = Field(None, ge=0, le=2**53 - 1)
     max: int | None = Field(None, ge=0, le=2**53 - 1)
 
 
-class Rules(Strict):
+class Rules(s.Body):
     recency_days: Days | None = Field(None, description="days since the latest order")
     activity: Literal["active", "sleeping", "churned"] | None = None
     active_days: int = Field(30, ge=1, le=36500, description="an order within this many days is active")
@@ -49,8 +44,8 @@ class Rules(Strict):
         return self
 
 
-class NewSegment(Strict):
-    name: str = Field(min_length=1, max_length=100, pattern=NO_NUL)
+class NewSegment(s.Body):
+    name: str = Field(min_length=1, max_length=100, pattern=s.NO_NUL)
     rules: Rules
 
 
@@ -66,7 +61,7 @@ class SegmentMembers(BaseModel):
     next_cursor: str | None
 
 
-class Campaign(Strict):
+class Campaign(s.Body):
     template_id: int = Field(ge=1, le=2**53 - 1)
 
 
