@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, Field
 
 from adapters.pos.schemas import CouponOut
-from loyalty_core import coupons
+from loyalty_core import coupons, members
 from loyalty_core.bounds import MAX_FEN
 from loyalty_core.errors import CouponNotFound
 from loyalty_core.models import CouponTemplate
@@ -104,10 +104,11 @@ async def issue_coupon(call: Call):
 
 
 @API.route("GET", "/v1/members/{member_id}/coupons", auth="admin:read", summary="A member's coupons, newest first",
-           tag="coupons", query=s.PageQuery, response=CouponPage, errors=ERR_AUTH)
+           tag="coupons", query=s.PageQuery, response=CouponPage, errors=ERR_AUTH + ("not_found",))
 async def member_coupons(call: Call):
     now: datetime = call.services.clock.now()
-    found = await coupons.of_member(call.chain_id, call.path_id("member_id"), s.decode_cursor(call.query.cursor),
+    member = await members.get_member(call.chain_id, call.path_id("member_id"))  # another chain's: 404
+    found = await coupons.of_member(call.chain_id, member.id, s.decode_cursor(call.query.cursor),
                                     call.query.limit + 1, now)
     page, cursor = s.cut(found, call.query.limit, id_of=lambda coupon: coupon["id"])
     return {"items": [{k: v for k, v in coupon.items() if k != "id"} for coupon in page], "next_cursor": cursor}

@@ -274,3 +274,18 @@ async def test_an_operator_voids_an_issued_coupon(till, other_chain):
     await problem(await till.admin("POST", f"/v1/coupons/{kept}/void", {"reason": "x"}, key=auditor["key"]),
                   403, "forbidden")
     assert await held(till, member["id"]) == {kept: "redeemed", voided: "voided"}
+
+
+
+async def test_bad_input_on_the_coupon_routes_is_a_clear_refusal(till, other_chain):
+    member = await till.new_member("13500001200")
+    made = await template(till)
+    code = (await give(till, member["id"], made["id"]))["code"]
+    await problem(await till.admin("POST", f"/v1/coupons/{code}/void", {}), 422, "validation_error")
+    await problem(await till.admin("POST", f"/v1/coupons/{code}/void", {"reason": ""}), 422, "validation_error")
+    await problem(await till.admin("POST", f"/v1/members/{member['id']}/coupons", {"template_id": "one"}),
+                  422, "validation_error")
+    await problem(await other_chain.admin("GET", f"/v1/members/{member['id']}/coupons"), 404, "not_found")
+    await problem(await till.admin("GET", f"/v1/members/{member['id']}/coupons?cursor=%%%"), 400, "bad_request")
+    await problem(await till.admin("GET", "/v1/reviews?status=maybe"), 422, "validation_error")
+    assert await held(till, member["id"]) == {code: "issued"}
