@@ -114,6 +114,7 @@ async def test_a_cash_coupon_at_the_till(till, other_chain):
     preview = await till.pos("POST", "/v1/pos/checkout/preview", {
         "member_id": member["id"], "lines": [line("BEANS", "coffee", 8000)], "coupons": [code]})
     assert (await preview.json())["coupon_discount"] == 1000
+    # 8,000 >= min_spend 5,000: 1,000 off, 8,000 - 1,000 = 7,000 payable; 7,000 fen / 100 = 70 points
     sale = await till.sale(order("O1", [line("BEANS", "coffee", 8000)], 7000, at=NOW, member_id=member["id"],
                                  coupons=[code]))
     assert sale["coupon_discount"] == 1000 and sale["payable"] == 7000 and sale["points_earned"] == 70
@@ -146,7 +147,7 @@ async def test_percent_gift_and_stacking(till):
     codes["percent"] = (await give(till, member["id"], percent["id"]))["code"]
     capped = await till.sale(order("P2", [line("BEANS", "coffee", 10000)], 10000 - 500 - 300, at=NOW,
                                    member_id=member["id"], coupons=[codes["percent"], codes["cash"]]))
-    assert capped["coupon_discount"] == 800  # 12 % capped at 500, then 300 off what is left
+    assert capped["coupon_discount"] == 800  # 12 % of 10,000 = 1,200 capped at 500, then 300 off: 500 + 300
     refused = await problem(await till.pos("POST", "/v1/pos/orders", order(
         "P3", [line("BEANS", "coffee", 10000)], 9800, at=NOW, member_id=member["id"],
         coupons=[codes["plain"], codes["gift"]])), 422, "coupon_not_usable")
@@ -157,7 +158,7 @@ async def test_percent_gift_and_stacking(till):
     assert "COOKIE" in missing["detail"]
     with_gift = await till.sale(order("P5", [line("BEANS", "coffee", 5000), line("COOKIE", "bakery", 1200, qty=2)],
                                       5000 + 600, at=NOW, member_id=member["id"], coupons=[codes["gift"]]))
-    assert with_gift["coupon_discount"] == 600  # one cookie of two
+    assert with_gift["coupon_discount"] == 600  # one cookie of two: 1,200 / 2 = 600; paid 5,000 + 1,200 - 600
     assert (await held(till, member["id"]))[codes["plain"]] == "issued"  # the refused order left it alone
 
 
@@ -178,9 +179,10 @@ async def test_scan_shows_the_coupon_and_the_member_usable_ones(till, clock):
     clock.advance(days=3)
     after = await (await till.pos("POST", "/v1/pos/scan", {"code": soon["code"]})).json()
     assert after["coupon"]["status"] == "expired" and [c["code"] for c in after["coupons"]] == [later["code"]]
-    await problem(await till.pos("POST", "/v1/pos/orders", order(
+    lapsed = await problem(await till.pos("POST", "/v1/pos/orders", order(
         "O2", [line("BEANS", "coffee", 8000)], 7000, at=clock.now().isoformat(), member_id=member["id"],
         coupons=[soon["code"]])), 422, "coupon_not_usable")
+    assert "expired at" in lapsed["detail"]  # valid 2 days from issue, 3 days have passed
 
 
 async def test_a_full_refund_gives_back_a_coupon_still_valid(till, clock):

@@ -40,6 +40,7 @@ async def test_lowered_after_retention_while_below_the_threshold(chain, other_ch
     async def buy(kit, member, txn: str, fen: int) -> None:
         await kit.sale(order(txn, [line("BEANS", "coffee", fen)], at=clock.now().isoformat(), member_id=member["id"]))
 
+    # growth 1 per yuan: 600 >= gold's 500, 150 >= silver's 100
     await buy(chain, lapsed, "A1", 60000)
     await buy(chain, silver, "B1", 15000)
     await buy(chain, loyal, "C1", 60000)
@@ -51,6 +52,8 @@ async def test_lowered_after_retention_while_below_the_threshold(chain, other_ch
     clock.at = START + timedelta(days=360)
     await buy(chain, loyal, "C2", 60000)  # keeps the window's growth above gold
     clock.at = START + timedelta(days=400)  # retention over; the first purchases are out of the window
+    # the 12-month window now starts about day 35: lapsed 0 < 100 and silver 0 < 100 go to regular;
+    # loyal holds C2's 600 >= 500 and stays gold; plain is regular already: 2 lowered
     report = await evaluate(chain)
     assert report["job"] == "evaluate_tiers" and report["processed"] == 2
     assert await tiers_of(chain, [lapsed, silver, loyal, plain]) == ["regular", "regular", "gold", "regular"]

@@ -45,6 +45,7 @@ async def test_everything_moves_and_the_source_leads_to_the_target(chain, clock)
     merged = await chain.admin("POST", f"/v1/members/{target['id']}/merge", {"from_member_id": source["id"]})
     assert merged.status == 200, await merged.text()
     view = await merged.json()
+    # points 500 + 300 = 800; pending 100 (T1) + 1,000 (S1) = 1,100; stored value 10,000 + 1,000 bonus = 11,000
     assert view["balances"] == {k: before[0][k] + before[1][k] for k in before[0]}
     assert view["balances"]["points"] == 800 and view["balances"]["pending_points"] == 1100
     assert view["balances"]["stored_value"] == 11000 and view["tags"] == ["coffee", "vip"]
@@ -60,12 +61,14 @@ async def test_everything_moves_and_the_source_leads_to_the_target(chain, clock)
         scanned = await (await chain.pos("POST", "/v1/pos/scan", {"code": code})).json()
         assert scanned["member"]["id"] == target["id"], code
         assert [c["code"] for c in scanned["coupons"]] == [coupon["code"]]
+    # 6,000 - 500 coupon = 5,500 paid: 55 points x silver's 1.2 = 66, pending on the target
     sale = await chain.sale(order("S2", [line("BEANS", "coffee", 6000)], 5500, at=at, member_id=source["id"],
                                   coupons=[coupon["code"]]))
     assert sale["member_id"] == target["id"] and sale["coupon_discount"] == 500 and sale["points_earned"] == 66
     # the source's order is refunded from the target; its pending points vest into the target
     refund = await chain.pos("POST", "/v1/pos/orders/S1/refunds", {"refund_id": "R1", "amount": 50000})
     assert refund.status == 201, await refund.text()
+    # half of S1 refunded: 1,000 x 50,000 / 100,000 = 500 of its pending points reversed
     assert (await refund.json())["balances"]["pending_points"] == 1100 + 66 - 500
     clock.at = NOW + timedelta(days=4)
     assert (await chain.admin("POST", "/v1/jobs/vest_points")).status == 200

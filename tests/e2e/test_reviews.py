@@ -37,11 +37,13 @@ async def test_a_review_level_waits_for_a_reviewer(chain, other_chain, clock):
     for kit in (chain, other_chain):
         await kit.set_program(reviewed_program())
     big, second, small = [await chain.new_member(f"1330000010{i}") for i in range(3)]
+    # growth is 1 per yuan (no welcome points in PROGRAM); silver at 100, black (reviewed) at 500
     sale = await chain.sale(order("O1", [line("BEANS", "coffee", 60000)], at=NOW, member_id=big["id"]))
+    # 600 >= 500 opens a black review; 600 >= 100 upgrades to silver now
     assert sale["tier"] == {"code": "silver", "name": "银卡", "changed": True}  # black waits for a reviewer
-    await chain.sale(order("O2", [line("BEANS", "coffee", 10000)], at=NOW, member_id=big["id"]))  # still pending: no 2nd
-    await chain.sale(order("O3", [line("BEANS", "coffee", 70000)], at=NOW, member_id=second["id"]))
-    await chain.sale(order("O4", [line("BEANS", "coffee", 20000)], at=NOW, member_id=small["id"]))  # silver only
+    await chain.sale(order("O2", [line("BEANS", "coffee", 10000)], at=NOW, member_id=big["id"]))  # 700: still pending, no 2nd
+    await chain.sale(order("O3", [line("BEANS", "coffee", 70000)], at=NOW, member_id=second["id"]))  # 700: a review
+    await chain.sale(order("O4", [line("BEANS", "coffee", 20000)], at=NOW, member_id=small["id"]))  # 200: silver only
     pending = await queue(chain)
     assert [(r["member_id"], r["kind"], r["subject"]) for r in pending] == [
         (big["id"], "tier_upgrade", "black"), (second["id"], "tier_upgrade", "black")]
@@ -64,7 +66,7 @@ async def test_a_review_level_waits_for_a_reviewer(chain, other_chain, clock):
     await problem(await chain.admin("POST", f"/v1/reviews/{pending[1]['id']}/decision", {"approve": True}),
                   409, "review_decided")
     assert await queue(chain) == [] and len(await queue(chain, "approved")) == 1
-    # a rejected member who buys again is asked about again
+    # a rejected member who buys again is asked about again: 700 + 10 = 710, still >= 500
     await chain.sale(order("O5", [line("BEANS", "coffee", 1000)], at=NOW, member_id=second["id"]))
     assert [r["member_id"] for r in await queue(chain)] == [second["id"]]
     events = await sql_rows("SELECT topic FROM outbox_events WHERE topic LIKE 'review.%' OR topic = 'tier.changed'")

@@ -52,6 +52,8 @@ async def stored(kit: ChainKit, member_id: int) -> tuple[int, int, int]:
 
 async def test_the_highest_rule_reached_adds_its_bonus_to_each_member(till):
     members = [await till.new_member(f"1370000000{i}") for i in range(4)]
+    # rules {min 10,000: +1,000} and {min 50,000: +8,000}; the highest one reached applies:
+    # 9,999 reaches none (0); 10,000 and 49,999 reach the first (1,000); 60,000 both, the higher gives 8,000
     amounts = [9999, 10000, 49999, 60000]
     answers = [await top_up(till, f"T{i}", amount, member_id=m["id"]) for i, (m, amount) in enumerate(zip(members, amounts))]
     assert [(a["principal"], a["bonus"]) for a in answers] == [(9999, 0), (10000, 1000), (49999, 1000), (60000, 8000)]
@@ -59,7 +61,8 @@ async def test_the_highest_rule_reached_adds_its_bonus_to_each_member(till):
         assert await stored(till, member["id"]) == (amount, bonus, amount + bonus)
     assert answers[3]["balances"]["stored_value"] == 68000 and answers[3]["duplicate"] is False
 
-    again = await top_up(till, "T9", 10000, member_id=members[3]["id"])  # a second top-up adds up
+    # a second top-up adds up: 60,000 + 10,000 = 70,000 principal, 8,000 + 1,000 = 9,000 bonus, 79,000 in all
+    again = await top_up(till, "T9", 10000, member_id=members[3]["id"])
     assert again["balances"]["stored_value_principal"] == 70000 and again["balances"]["stored_value_bonus"] == 9000
     assert await stored(till, members[3]["id"]) == (70000, 9000, 79000)
     kinds = [item["kind"] for item in await ledger_items(till, members[3]["id"])]

@@ -40,15 +40,15 @@ async def test_growth_counts_every_posting_and_the_crossing_order_upgrades(till)
     member = await till.new_member("13900000001")  # 100 welcome growth
     assert await progress(till, member) == {"tier": "regular", "metric": "growth", "current": 100,
                                             "next_threshold": 1000, "growth": 100}
-    first = await till.sale(sale("G1", member, 89900))  # 899 yuan: 899 growth
+    first = await till.sale(sale("G1", member, 89900))  # 899 yuan: 899 growth; 100 + 899 = 999 < 1000
     assert first["tier"] == {"code": "regular", "name": "普通", "changed": False}
     assert await progress(till, member) == {"tier": "regular", "metric": "growth", "current": 999,
                                             "next_threshold": 1000, "growth": 999}
-    crossing = await till.sale(sale("G2", member, 100))  # the yuan that crosses 1000
+    crossing = await till.sale(sale("G2", member, 100))  # 999 + 1 = 1000 >= silver's 1000: this order upgrades
     assert crossing["tier"] == {"code": "silver", "name": "银卡", "changed": True}
     assert await progress(till, member) == {"tier": "silver", "metric": "growth", "current": 1000,
                                             "next_threshold": 5000, "growth": 1000}
-    third = await till.sale(sale("G3", member, 100))
+    third = await till.sale(sale("G3", member, 100))  # 1001 < gold's 5000: silver stays, no change
     assert third["tier"]["changed"] is False and third["tier"]["code"] == "silver"
     assert await verify() == []
 
@@ -89,11 +89,11 @@ async def test_calendar_year_starts_again_on_1_january_in_the_chains_timezone(ti
     await till.set_program(tiers(window="calendar_year"))
     member = await till.new_member("13900000005")
     await till.sale(sale("Y1", member, 50000))
-    assert (await progress(till, member))["current"] == 600
+    assert (await progress(till, member))["current"] == 600  # 100 welcome + 500 yuan, both in 2026
     clock.at = datetime.fromisoformat("2026-12-31T15:59:00+00:00")  # 23:59 on 31 December in Shanghai
     assert (await progress(till, member))["current"] == 600
     clock.at = datetime.fromisoformat("2026-12-31T16:00:00+00:00")  # 1 January 2027 in Shanghai
-    assert (await progress(till, member))["current"] == 0
+    assert (await progress(till, member))["current"] == 0  # 2027 holds no posting yet: 0
     assert (await progress(till, member))["growth"] == 600  # the balance stays; only the metric restarts
 
 
