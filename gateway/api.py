@@ -19,8 +19,8 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from loyalty_core import chains
-from loyalty_core.errors import (InvalidJson, LoyaltyError, NotFound, RequestInProgress, ValidationFailed,
-                                 field_errors)
+from loyalty_core.errors import (InvalidJson, JoinRequired, LoyaltyError, NotFound, RequestInProgress,
+                                 ValidationFailed, field_errors)
 from loyalty_core.program import Program
 from loyalty_core.unit import Seal
 
@@ -96,13 +96,25 @@ class Call:
         return value
 
     @property
+    def member_id(self) -> int:
+        """The member a member token speaks for; a token that has not joined yet is 403 ``join_required``."""
+        assert self.principal is not None and self.principal.kind == "member"
+        if self.principal.member_id is None:
+            raise JoinRequired("This WeChat account has not joined yet: POST /v1/mp/join first")
+        return self.principal.member_id
+
+    @property
     def chain_id(self) -> int:
         assert self.principal is not None
         return self.principal.chain_id
 
     async def program(self) -> Program:
         """The caller's chain's program, parsed once and kept for a second (``Services.programs``)."""
-        return await self.services.programs.get(self.chain_id, lambda: chains.get_program(self.chain_id))
+        return await self.program_of(self.chain_id)
+
+    async def program_of(self, chain_id: int) -> Program:
+        """A chain's program, for a call whose chain is not its caller's (a login names its app)."""
+        return await self.services.programs.get(chain_id, lambda: chains.get_program(chain_id))
 
 
 Handler = Callable[[Call], Awaitable[Any]]
@@ -226,6 +238,8 @@ async def authenticate(operation: Operation, request: web.Request, raw: bytes, s
         return None
     if operation.auth == "terminal":
         return await auth.terminal(request, raw, services)
+    if operation.auth == "member":
+        return await auth.member(request, services)
     kind, _, right = operation.auth.partition(":")
     if kind == "admin":
         return await auth.admin(request, right)

@@ -6,6 +6,7 @@ import asyncio
 import structlog
 from aiohttp import web
 
+from adapters.wechat.client import WeChat
 from loyalty_core.clock import Clock
 from loyalty_core.crypto import Vault
 
@@ -14,8 +15,8 @@ from .metrics import metrics_middleware
 from .problems import problem_middleware
 from .redis import KeySpace, connect
 from .routes import API
-from .routes import (admin, coupon_admin, mall_admin, pos, reports, review_admin,  # noqa: F401  (registers their operations)
-                     segment_admin, system)
+from .routes import (admin, channel_admin, coupon_admin, mall_admin, mp, pos, reports,  # noqa: F401  (registers their operations)
+                     review_admin, segment_admin, system)
 from .services import SERVICES, Services
 from .settings import Settings
 
@@ -61,8 +62,11 @@ def _redis(settings: Settings):
             log.warning("redis.stand_in", detail="REDIS_URL is not set: nonces and member codes live in this "
                                                  "process only; run a single gateway process or set REDIS_URL")
         redis = connect(settings.redis_url)
-        app[SERVICES].cache = KeySpace(redis, settings.redis_prefix)
+        services = app[SERVICES]
+        services.cache = KeySpace(redis, settings.redis_prefix)
+        services.wechat = WeChat(settings.wechat_api_base_url, services.cache)
         yield
+        services.wechat.close()
         await redis.aclose()
 
     return context

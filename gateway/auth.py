@@ -1,4 +1,4 @@
-"""Who is calling: an admin key with a role, a POS terminal's signature, or (later) a member token."""
+"""Who is calling: an admin key with a role, a POS terminal's signature, or a member token."""
 from __future__ import annotations
 
 import hashlib
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from loyalty_core import sessions
 from loyalty_core.chains import find_admin_key
 from loyalty_core.errors import (Forbidden, InvalidSignature, ReplayedRequest, StaleRequest,
                                  Unauthorized)
@@ -34,6 +35,10 @@ class Principal:
     store_id: int | None = None
     terminal_id: int | None = None
     member_id: int | None = None
+    session_id: int | None = None
+    channel_id: int | None = None
+    openid: str | None = None
+    app_id: str | None = None
 
 
 def bearer(request: web.Request) -> str:
@@ -124,3 +129,16 @@ async def terminal(request: web.Request, body: bytes, services: Services) -> Pri
         raise ReplayedRequest("This X-Nonce was used already")
     return Principal(chain_id=row.chain_id, kind="terminal", actor=f"terminal:{row.terminal_id}",
                      store_id=row.store_id, terminal_id=row.id)
+
+
+async def member(request: web.Request, services: Services) -> Principal:
+    """A member token from ``POST /v1/mp/login``; the session may not have joined yet (``member_id``
+    None: only joining and logging out accept it, see ``Call.member_id``)."""
+    found = await sessions.find_session(bearer(request), services.clock.now())
+    if found is None:
+        raise Unauthorized("Unknown, expired or revoked member token: log in again")
+    member_id = found["member_id"]
+    return Principal(chain_id=int(found["chain_id"]), kind="member",
+                     actor=f"member:{member_id}" if member_id else f"member_session:{found['id']}",
+                     member_id=int(member_id) if member_id else None, session_id=int(found["id"]),
+                     channel_id=int(found["channel_id"]), openid=found["openid"], app_id=found["app_id"])

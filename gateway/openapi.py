@@ -7,6 +7,7 @@ import re
 from pydantic import BaseModel
 
 from loyalty_core.bounds import MAX_COUNT
+from loyalty_core.errors import LoyaltyError
 from loyalty_core.jobs import JOBS
 
 from . import schemas as s
@@ -54,7 +55,7 @@ def _schema(model: type[BaseModel], components: dict) -> dict:
 
 # Answers that the route declarations (gateway/routes/*) do not carry yet. Each entry is true of
 # the handler today; move it into the route's ``Operation`` (response=...) when that is touched.
-MEDIA_TYPES = {("GET", "/metrics"): "text/plain", ("GET", "/docs"): "text/html"}
+MEDIA_TYPES = {("GET", "/metrics"): "text/plain", ("GET", "/docs"): "text/html", ("GET", "/v1/mp/me/code.png"): "image/png"}
 RESPONSES: dict[tuple[str, str], type[BaseModel]] = {
     ("GET", "/v1/stores"): s.StorePage, ("GET", "/v1/admin-keys"): s.AdminKeyPage,
     ("GET", "/healthz"): s.Health, ("GET", "/readyz"): s.Ready,
@@ -63,8 +64,15 @@ OPENAPI_DOCUMENT = {"type": "object", "required": ["openapi", "info", "paths", "
                     "properties": {"openapi": {"type": "string"}, "info": {"type": "object"},
                                    "paths": {"type": "object"}, "components": {"type": "object"}}}
 # The same (store, txn_id), (order, refund_id) or (store, topup_id) again answers 200 with the first result.
-DUPLICATE_200 = {("POST", "/v1/pos/orders"), ("POST", "/v1/pos/orders/{txn_id}/refunds"),
-                 ("POST", "/v1/pos/stored-value/topups")}
+# Creations that answer 200 when there was nothing to create: what the 200 means.
+ALSO_200 = {
+    ("POST", "/v1/pos/orders"): "Duplicate: the first answer again, with duplicate: true",
+    ("POST", "/v1/pos/orders/{txn_id}/refunds"): "Duplicate: the first answer again, with duplicate: true",
+    ("POST", "/v1/pos/stored-value/topups"): "Duplicate: the first answer again, with duplicate: true",
+    ("POST", "/v1/channels"): "Reconnected: the app's connection replaced",
+    ("POST", "/v1/mp/join"): "Joined already: the member, created false",
+    ("POST", "/v1/mp/me/bindings"): "Bound already to this member",
+}
 
 ID = {"type": "integer", "minimum": 1, "maximum": MAX_COUNT}
 PATH_PARAMETERS = {
@@ -98,8 +106,8 @@ def _operation(op: Operation, components: dict) -> dict:
     problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
     success = _success(op, components)
     responses: dict = {str(op.status): success}
-    if (op.method, op.path) in DUPLICATE_200:
-        responses["200"] = {**success, "description": "Duplicate: the first answer again, with duplicate: true"}
+    if (also := ALSO_200.get((op.method, op.path))) is not None:
+        responses["200"] = {**success, "description": also}
     for status, codes in sorted(_errors_by_status(op).items()):
         responses[str(status)] = {"description": "codes: " + ", ".join(sorted(codes)), "content": problem}
     operation_id = f"{op.handler.__module__.rsplit('.', 1)[-1]}_{op.handler.__name__}"
@@ -114,12 +122,19 @@ def _operation(op: Operation, components: dict) -> dict:
     return entry
 
 
-STATUS = {"validation_error": 422, "invalid_json": 400, "idempotency_key_required": 400, "unauthorized": 401,
-          "stale_request": 401, "replayed_request": 401, "invalid_signature": 401, "forbidden": 403,
-          "not_found": 404, "order_not_found": 404, "code_not_found": 404, "code_expired": 410,
-          "already_exists": 409, "code_used": 409, "last_owner_key": 409, "unknown_job": 404,
-          "member_not_found": 404, "not_ready": 503, "request_in_progress": 409, "idempotency_key_reused": 422,
-          "bad_request": 400, "payload_too_large": 413, "service_unavailable": 503}
+def _statuses() -> dict[str, int]:
+    """Each code of the error tree (loyalty_core.errors) with its status, and the few answered
+    before a route runs (gateway/problems.py)."""
+    found, todo = {}, [LoyaltyError]
+    while todo:
+        kind = todo.pop()
+        if "code" in vars(kind):  # a class that names its own code
+            found[kind.code] = kind.status
+        todo += kind.__subclasses__()
+    return {**found, "not_ready": 503, "payload_too_large": 413}
+
+
+STATUS = _statuses()
 # What every caller of a scheme can be answered before its route runs (gateway/auth.py).
 AUTH_ERRORS = {"admin": {"unauthorized"}, "member": {"unauthorized"},
                "terminal": {"unauthorized", "stale_request", "replayed_request", "invalid_signature"}}

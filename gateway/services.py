@@ -8,6 +8,8 @@ from aiohttp import web
 from loyalty_core.clock import Clock
 from loyalty_core.crypto import Vault
 
+from adapters.wechat.client import WeChat
+
 from .cache import Recent
 from .redis import KeySpace
 from .settings import Settings
@@ -21,6 +23,8 @@ class Services:
     cache: KeySpace
     terminals: Recent = field(default_factory=Recent)  # terminal_id -> its credentials, at most 1 s old
     programs: Recent = field(default_factory=Recent)   # chain id -> its parsed Program, at most 1 s old
+    channels: Recent = field(default_factory=Recent)   # (platform, app id) -> its connection, at most 1 s old
+    wechat: WeChat | None = None                       # wechatpy behind its thread pool (set on start-up)
 
 
 SERVICES = web.AppKey("services", Services)

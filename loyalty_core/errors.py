@@ -214,3 +214,20 @@ class ServiceUnavailable(LoyaltyError):
     request (with the same Idempotency-Key): what it changes is applied at most once."""
 
     code, status, title = "service_unavailable", 503, "Service unavailable"
+
+
+class ChannelCodeInvalid(Unauthorized):
+    """A login or phone code from the mini-program that WeChat refused (invalid, used or expired)."""
+
+    code, title = "wechat_code_invalid", "WeChat did not accept this code"
+
+
+class ChannelUnavailable(LoyaltyError):
+    """The platform answered an error we cannot turn into the caller's fault, or did not answer: its
+    error code is in the detail; retry later."""
+
+    code, status, title = "wechat_error", 502, "WeChat refused or did not answer"
+
+
+class JoinRequired(Forbidden):
+    code, title = "join_required", "Join first: POST /v1/mp/join"

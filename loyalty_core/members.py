@@ -15,7 +15,7 @@ from .bounds import is_phone
 from .crypto import Vault
 from .errors import (AlreadyExists, BadRequest, CodeNotFound, CouponOutOfStock, MemberErased, NotFound,
                      ValidationFailed)
-from .models import Identity, JournalEntry, Member, MemberTag, Posting, Store
+from .models import Identity, JournalEntry, Member, MemberSession, MemberTag, Posting, Store
 from .outbox import emit, emit_all
 from .program import Program
 from .unit import Seal, seal_with
@@ -368,6 +368,7 @@ async def erase(chain_id: int, member_id: int, now: datetime) -> None:
     async with in_transaction():
         member = await get_member(chain_id, member_id)
         await Identity.filter(chain_id=chain_id, member_id=member.id).delete()
+        await MemberSession.filter(chain_id=chain_id, member_id=member.id, revoked_at=None).update(revoked_at=now)
         await Member.filter(chain_id=chain_id, id=member.id).update(
             phone_hash=None, phone_enc=None, phone_last4=None, name_enc=None, birthday_enc=None,
             card_no=None, tags=[], erased_at=now, frozen=True, frozen_reason="erased",

@@ -125,6 +125,47 @@ class Identity(Model):
         indexes = (("member_id",),)
 
 
+# A WeChat app or a marketplace shop connected to a chain. An app or a shop belongs to one chain
+# only (unique across chains): a push or a login names the app, not the chain. ``settings`` holds
+# what may be shown; ``secrets_enc`` the write-only fields (app secret, keys), encrypted as JSON.
+class Channel(Model):
+    id = fields.BigIntField(primary_key=True)
+    chain = fields.ForeignKeyField("loyalty.Chain", related_name="channels", on_delete=fields.RESTRICT)
+    platform = fields.CharField(max_length=16)
+    external_id = fields.CharField(max_length=64)
+    settings = fields.JSONField(default=dict)
+    secrets_enc = fields.TextField()
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "channels"
+        unique_together = (("platform", "external_id"),)
+        indexes = (("chain_id", "platform"),)
+
+
+# A mini-program login: a member token (kept as its SHA-256 only), the WeChat account it was
+# opened for and, once the account has joined, its member. WeChat's session key stays here,
+# encrypted, and is never returned. A token of one chain is unknown to every other.
+class MemberSession(Model):
+    id = fields.BigIntField(primary_key=True)
+    chain = fields.ForeignKeyField("loyalty.Chain", related_name="member_sessions", on_delete=fields.RESTRICT)
+    channel = fields.ForeignKeyField("loyalty.Channel", related_name="sessions", on_delete=fields.RESTRICT)
+    member = fields.ForeignKeyField("loyalty.Member", related_name="sessions", null=True, on_delete=fields.RESTRICT)
+    token_hash = fields.CharField(max_length=64)
+    openid = fields.CharField(max_length=128)
+    unionid = fields.CharField(max_length=128, null=True)
+    session_key_enc = fields.TextField(null=True)
+    created_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField()
+    revoked_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "member_sessions"
+        unique_together = (("chain", "token_hash"),)
+        indexes = (("chain_id", "channel_id", "openid"), ("chain_id", "member_id"))
+
+
 # A member's balance of one kind. ``balance`` is the materialised sum of its postings.
 class Account(Model):
     id = fields.BigIntField(primary_key=True)

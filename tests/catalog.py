@@ -21,6 +21,8 @@ UNSCOPED_UNIQUE = {
                                      "(a reference table on Citus, where a global key is allowed)",
     ("admin_keys", ("key_hash",)): "an admin key's credential: found by its hash before its chain is known "
                                    "(a reference table on Citus)",
+    ("channels", ("platform", "external_id")): "a WeChat app or a shop: a login or a push names only the app, "
+                                                "which belongs to one chain (a reference table on Citus)",
     ("tortoise_migrations", ("app", "name")): "the migration recorder's own key (a table of the coordinator only)",
 }
 PRIMARY_ON_ID = ("id",)  # every table's primary key as migrated; reshape.sql makes it (id, chain_id) for Citus

@@ -74,10 +74,26 @@ async def redis_prefix():
         await redis.aclose()
 
 
+# No test may reach the real WeChat: a test that talks to WeChat points the gateway at the fake
+# (``fake_wechat``); any other gets a loopback port that refuses connections (a 502 if it tried).
+NO_WECHAT = "http://127.0.0.1:9"
+
+
 @pytest.fixture
 def settings(database_url, redis_prefix) -> Settings:
     return Settings(database_url=database_url, redis_url=REDIS_URL if BACKEND == "postgres" else None,
-                    redis_prefix=redis_prefix, secret=SECRET)
+                    redis_prefix=redis_prefix, secret=SECRET, wechat_api_base_url=NO_WECHAT)
+
+
+@pytest.fixture
+async def fake_wechat(aiohttp_server):
+    """The fake WeChat of tests/fakes/wechat.py on a loopback port (``base_url``)."""
+    from .fakes.wechat import FakeWeChat
+
+    fake = FakeWeChat()
+    server = await aiohttp_server(fake.application())
+    fake.base_url = str(server.make_url("")).rstrip("/")
+    return fake
 
 
 @pytest.fixture
@@ -85,7 +101,7 @@ def clock() -> FrozenClock:
     return FrozenClock(datetime.now(timezone.utc).replace(microsecond=0))
 
 
-TABLES = ["idempotency_records", "outbox_events", "reward_redemptions", "rewards", "coupons", "coupon_templates",
+TABLES = ["member_sessions", "channels", "idempotency_records", "outbox_events", "reward_redemptions", "rewards", "coupons", "coupon_templates",
           "member_tags", "reviews", "segments", "behavior_events", "member_days", "member_figures", "refunds", "topups", "pending_points",
           "points_lots", "postings", "journal_entries", "orders", "accounts", "identities", "members", "terminals",
           "stores", "admin_keys", "chains"]

@@ -7,11 +7,13 @@ CREATE EXTENSION IF NOT EXISTS citus;
 
 -- Reference tables: small, read on every request, written rarely; a full copy on every node.
 -- terminals and admin_keys keep their global unique keys (terminal_id, key_hash): a credential is
--- looked up before its chain is known, which a reference table answers on any node.
+-- looked up before its chain is known, which a reference table answers on any node; so do
+-- channels (platform, external_id): a login or a push names the app or shop, not the chain.
 SELECT create_reference_table('chains');
 SELECT create_reference_table('stores');
 SELECT create_reference_table('admin_keys');
 SELECT create_reference_table('terminals');
+SELECT create_reference_table('channels');
 
 -- Chain tables: hash-distributed by chain_id, all in members' colocation group, so that one
 -- chain's rows of every table live in the same shard group and a statement scoped to one chain
@@ -39,6 +41,7 @@ SELECT create_distributed_table('segments',            'chain_id', colocate_with
 SELECT create_distributed_table('member_days',         'chain_id', colocate_with => 'members');
 SELECT create_distributed_table('idempotency_records', 'chain_id', colocate_with => 'members');
 SELECT create_distributed_table('outbox_events',       'chain_id', colocate_with => 'members');
+SELECT create_distributed_table('member_sessions',     'chain_id', colocate_with => 'members');
 
 -- tortoise_migrations stays a local table of the coordinator: `loyalty migrate` runs there, and
 -- Citus sends the DDL of later migrations on distributed tables to their shards.

@@ -8,6 +8,9 @@ and give the credentials through the environment:
     LOYALTY_FUZZ_TERMINAL_SECRET   HMAC-SHA256 over METHOD, PATH_WITH_QUERY, TIMESTAMP, NONCE, SHA256(body)
     LOYALTY_FUZZ_ADMIN_KEY_ID      (optional) that key's id: never revoked by the run, which would
                                    turn every later admin call into a 401
+    LOYALTY_FUZZ_MEMBER_TOKEN      (optional) a joined member's token: ``Authorization: Bearer`` on
+                                   ``/v1/mp/*`` (logging out is not fuzzed); without it those
+                                   routes get the admin key, and answer 401
     LOYALTY_FUZZ_SEEDED            (optional) JSON {"member_id": [1, 2], "txn_id": ["F-1"], "sku":
                                    ["LATTE"]}: values that exist, mixed into generated path
                                    parameters and body fields of those names, so that routes get
@@ -21,7 +24,8 @@ How, in schemathesis 4 terms:
   that go on the wire (a fresh timestamp and nonce each time, retries included). A case whose
   generator removed or broke a security parameter on purpose (negative testing) gets no
   credential: schemathesis skips the provider for it and expects the 401.
-* ``filter_case`` keeps the run from revoking its own admin key and its own terminal; ``before_generate_path_parameters`` and ``before_generate_body`` mix the
+* ``filter_case`` keeps the run from revoking its own admin key and its own terminal (its own member
+  token is kept by leaving logging out, ``DELETE /v1/mp/session``, out of the run: ``run.UNFUZZED``); ``before_generate_path_parameters`` and ``before_generate_body`` mix the
   seeded values into half of the positive draws (a negative draw is left as it is), alongside
   the ids schemathesis itself picks up from earlier answers.
 * a ``before_call`` hook gives each mutating call a fresh ``Idempotency-Key``. Generated keys
@@ -86,9 +90,13 @@ class GatewayCredentials(requests.auth.AuthBase):
         self.admin_key = _env("LOYALTY_FUZZ_ADMIN_KEY")
         self.terminal_id = _env("LOYALTY_FUZZ_TERMINAL_ID")
         self.terminal_secret = _env("LOYALTY_FUZZ_TERMINAL_SECRET")
+        self.member_token = os.environ.get("LOYALTY_FUZZ_MEMBER_TOKEN") or self.admin_key
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         path = request.path_url
+        if path.startswith("/v1/mp/"):
+            request.headers["Authorization"] = f"Bearer {self.member_token}"
+            return request
         if not path.startswith("/v1/pos/"):
             request.headers["Authorization"] = f"Bearer {self.admin_key}"
             return request

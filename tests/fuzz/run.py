@@ -30,10 +30,15 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+from tests.fakes.wechat import FakeWeChat, InThread
+
 ROOT = Path(__file__).resolve().parents[2]
 MAX_FEN, MAX_QTY = 10_000_000_000, 1_000_000  # API.md, Conventions: Bounds
 BIN = Path(sys.executable).parent
 CHECKS = "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance"
+# Operations left out of every run: logging out would revoke the member token every later /v1/mp/*
+# request carries (tests/wechat/test_mp_login.py tests it).
+UNFUZZED = {"mp_logout": ("DELETE", "/v1/mp/session")}
 
 
 def st_command(schema_url: str, *, max_examples: int, seed: int, workers: int = 1, checks: str = CHECKS,
@@ -43,6 +48,8 @@ def st_command(schema_url: str, *, max_examples: int, seed: int, workers: int = 
     command = [str(BIN / "st"), "run", schema_url, "--checks", checks, "--max-examples", str(max_examples),
                "--seed", str(seed), "--workers", str(workers), "--phases", phases, "--no-color",
                "--request-timeout", "30", "--generation-database", "none", "--suppress-health-check", "all"]
+    for operation_id in UNFUZZED:
+        command += ["--exclude-operation-id", operation_id]
     if max_time is not None:
         command += ["--max-time", str(max_time)]
     if report_dir is not None:
@@ -51,13 +58,13 @@ def st_command(schema_url: str, *, max_examples: int, seed: int, workers: int = 
 
 
 def st_env(admin_key: str, terminal_id: str, terminal_secret: str, admin_key_id: int,
-           seeded: dict[str, list]) -> dict[str, str]:
+           seeded: dict[str, list], member_token: str = "") -> dict[str, str]:
     """The environment ``tests.fuzz.hooks`` reads its credentials and seeded values from."""
     return {**os.environ, "SCHEMATHESIS_HOOKS": "tests.fuzz.hooks",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
             "LOYALTY_FUZZ_ADMIN_KEY": admin_key, "LOYALTY_FUZZ_TERMINAL_ID": terminal_id,
             "LOYALTY_FUZZ_TERMINAL_SECRET": terminal_secret, "LOYALTY_FUZZ_ADMIN_KEY_ID": str(admin_key_id),
-            "LOYALTY_FUZZ_SEEDED": json.dumps(seeded)}
+            "LOYALTY_FUZZ_SEEDED": json.dumps(seeded), "LOYALTY_FUZZ_MEMBER_TOKEN": member_token}
 
 
 def free_port() -> int:
@@ -126,8 +133,9 @@ def seed_sales(member_ids: list[int]) -> list[dict]:
                                             ("FUZZ-MAX", member_ids[2], largest)]]
 
 
-def seed(base: str, admin_key: str) -> dict[str, str]:
-    """A store, its terminal, five members and three sales; answers the hooks' environment."""
+def seed(base: str, admin_key: str, wechat: FakeWeChat) -> dict[str, str]:
+    """A store, its terminal, five members, three sales and a member of the mini-program (the
+    fake WeChat's app connected, logged in, joined); answers the hooks' environment."""
     from gateway.auth import signature
 
     def ok(answer: tuple[int, str]) -> dict:
@@ -147,7 +155,18 @@ def seed(base: str, admin_key: str) -> dict[str, str]:
                    "X-Signature": signature(terminal["secret"], "POST", "/v1/pos/orders", timestamp, nonce, body)}
         ok(call(base, "POST", "/v1/pos/orders", body, headers=headers))
     return st_env(admin_key, terminal["terminal_id"], terminal["secret"], own_key_id,
-                  {"member_id": members, "txn_id": [sale["txn_id"] for sale in sales], "sku": ["LATTE"]})
+                  {"member_id": members, "txn_id": [sale["txn_id"] for sale in sales], "sku": ["LATTE"]},
+                  member_token(base, admin_key, wechat, ok))
+
+
+def member_token(base: str, admin_key: str, wechat: FakeWeChat, ok) -> str:
+    """A joined member's token: the app connected, logged in and joined through the fake WeChat."""
+    app_id, secret = "wx" + secrets.token_hex(8), secrets.token_hex(16)
+    wechat.add_app(app_id, secret)
+    ok(call(base, "POST", "/v1/channels", {"platform": "wechat", "app_id": app_id, "app_secret": secret}, admin_key))
+    token = ok(call(base, "POST", "/v1/mp/login", {"app_id": app_id, "code": wechat.login_code(app_id)}))["token"]
+    ok(call(base, "POST", "/v1/mp/join", {"phone_code": wechat.phone_code(app_id, "13800138009")}, token))
+    return token
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
                              capture_output=True, text=True)
     admin_key = json.loads(created.stdout.strip().splitlines()[-1])["admin_key"]
 
+    wechat = FakeWeChat(any_app=True)  # apps the run connects log in too
+    fake_wechat = InThread(wechat)
+    env["WECHAT_API_BASE_URL"] = fake_wechat.__enter__()  # never the real WeChat
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp / "gateway.log"
@@ -187,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = True
     try:
         wait_ready(base, gateway, log)
-        hooks_env = seed(base, admin_key)
+        hooks_env = seed(base, admin_key, wechat)
         before = answers(base)
         command = st_command(base + "/openapi.json", max_examples=args.max_examples, seed=args.seed,
                              workers=args.workers, checks=args.checks, report_dir=str(tmp / "report"), reports=args.reports)
@@ -232,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         gateway.terminate()
         gateway.wait(timeout=10)
+        fake_wechat.__exit__(None, None, None)
         if failed or args.keep:
             print(f"fuzz: kept {tmp} (gateway.log, the database, report/)")
         else:

@@ -1,0 +1,119 @@
+"""Joining from the mini-program: a WeChat account becomes (or finds) its member by phone.
+
+The phone is the one WeChat vouches for. A member who already has it (registered at the till, by
+an operator, or by another app of the chain) gets this WeChat account linked and finds their
+points; anyone else is registered as from the counter (welcome points and coupons once per phone,
+ever: ``members.register_member``). Only a new member credits an ``inviter`` (a member id of the
+chain), through the ``invite`` behaviour and its monthly cap; an inviter that is unknown, frozen,
+the member itself or over its cap changes nothing and the join goes on. An existing member's
+details (name, birthday, store) are left as they are.
+
+An account linked to one member cannot join as another (409 ``already_exists``): its identity is
+unique per chain. ``bind`` records a marketplace account of the member the same way (moving an
+unclaimed buyer's points comes with the marketplace channels).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import structlog
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from . import behaviors, codes, sessions
+from .crypto import Vault
+from .errors import AlreadyExists, LoyaltyError
+from .members import NewMember, checked_phone, register_member
+from .models import Identity, Member
+from .program import Program
+
+log = structlog.get_logger("loyalty")
+
+
+@dataclass(frozen=True)
+class Joining:
+    phone: str
+    account: sessions.WeChatAccount
+    channel_id: int
+    nickname: str | None = None
+    birthday: date | None = None
+    store_code: str | None = None
+    inviter: int | None = None
+
+
+@dataclass(frozen=True)
+class Joined:
+    member: Member
+    created: bool
+
+
+async def join(chain_id: int, joining: Joining, program: Program, vault: Vault, now: datetime) -> Joined:
+    phone = checked_phone(joining.phone)
+    member = await _by_phone(chain_id, phone, vault)
+    created = False
+    if member is None:
+        try:
+            member = await register_member(chain_id, NewMember(
+                phone=phone, name=joining.nickname, birthday=joining.birthday, store_code=joining.store_code,
+                channel="wechat"), program, vault, now)
+            created = True
+        except AlreadyExists:  # the same phone joined meanwhile (another tap, another app): link to it
+            member = await _by_phone(chain_id, phone, vault)
+            if member is None:
+                raise
+    await _link(chain_id, member.id, joining.account)
+    await sessions.attach(chain_id, joining.channel_id, joining.account.openid, member.id, now)
+    if created and joining.inviter is not None:
+        await _credit_inviter(chain_id, joining.inviter, member.id, program, now)
+    return Joined(member, created)
+
+
+async def _by_phone(chain_id: int, phone: str, vault: Vault) -> Member | None:
+    found = await Member.get_or_none(chain_id=chain_id, phone_hash=vault.lookup_hash(chain_id, phone))
+    if found is not None and found.merged_into is not None:  # a merged record: the member it went to
+        return await codes.member_by_id(chain_id, found.merged_into)
+    return found
+
+
+async def _link(chain_id: int, member_id: int, account: sessions.WeChatAccount) -> None:
+    """The account's openid (and unionid) as identities of the member, once."""
+    wanted = [(account.channel, account.openid)] + ([("wechat_union", account.unionid)] if account.unionid else [])
+    async with in_transaction():
+        for channel, external_id in wanted:
+            await _claim(chain_id, member_id, channel, external_id, "This WeChat account belongs to another member")
+
+
+async def _claim(chain_id: int, member_id: int, channel: str, external_id: str, taken: str) -> bool:
+    """The identity is the member's (True when it was not before); ``taken``: the refusal when it
+    is another member's. An unclaimed identity (no member yet) becomes the member's."""
+    held = await Identity.get_or_none(chain_id=chain_id, channel=channel, external_id=external_id)
+    if held is not None and held.member_id not in (None, member_id):
+        raise AlreadyExists(taken)
+    if held is not None:
+        if held.member_id == member_id:
+            return False
+        await Identity.filter(id=held.id, chain_id=chain_id).update(member_id=member_id)
+        return True
+    try:
+        await Identity.create(chain_id=chain_id, member_id=member_id, channel=channel, external_id=external_id)
+    except IntegrityError:
+        raise AlreadyExists(taken + " (since a moment ago)") from None
+    return True
+
+
+async def _credit_inviter(chain_id: int, inviter: int, invited: int, program: Program, now: datetime) -> None:
+    if inviter == invited or not await Member.exists(chain_id=chain_id, id=inviter, merged_into=None):
+        log.info("join.inviter_ignored", chain_id=chain_id, inviter=inviter, reason="no such member")
+        return
+    try:
+        await behaviors.record(chain_id, inviter, "invite", program, now, ref=str(invited))
+    except LoyaltyError as refused:  # frozen, or recorded already: the join stands
+        log.info("join.inviter_ignored", chain_id=chain_id, inviter=inviter, reason=refused.code)
+
+
+async def bind(chain_id: int, member_id: int, platform: str, buyer_id: str) -> bool:
+    """Record that ``buyer_id`` on ``platform`` is the member; True when it is new. An unclaimed
+    buyer (one who bought before joining) is claimed; one bound to another member is refused."""
+    async with in_transaction():
+        return await _claim(chain_id, member_id, platform, buyer_id, f"This {platform} account is bound to another member")
