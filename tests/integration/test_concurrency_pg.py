@@ -59,9 +59,9 @@ async def test_fifty_concurrent_spends_in_one_process(chain):
     await outcome(chain, member_id, list(answers))
 
 
-async def _start(port: int, database_url: str, prefix: str) -> asyncio.subprocess.Process:
+async def _start(port: int, database_url: str, prefix: str, **env_vars: str) -> asyncio.subprocess.Process:
     env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": REDIS_URL, "REDIS_PREFIX": prefix,
-           "LOYALTY_SECRET": SECRET, "LOG_LEVEL": "WARNING"}
+           "LOYALTY_SECRET": SECRET, "LOG_LEVEL": "WARNING", **env_vars}
     return await asyncio.create_subprocess_exec(LOYALTY, "serve", "--workers", "1", "--port", str(port), env=env,
                                                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
 
@@ -91,13 +91,15 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
 
 
 @contextlib.asynccontextmanager
-async def two_gateways(database_url: str, redis_prefix: str):
-    """Two ``loyalty serve`` processes over the test's database, ready; yields a session and their bases."""
+async def two_gateways(database_url: str, redis_prefix: str, shared_redis: bool = False, **env_vars: str):
+    """Two ``loyalty serve`` processes over the test's database, ready; yields a session and their
+    bases. Each has Redis keys of its own unless ``shared_redis`` (as in production)."""
     ports = [free_port(), free_port()]
     processes = []
     try:
         for port in ports:
-            processes.append(await _start(port, database_url, f"{redis_prefix}proc{port}:"))
+            prefix = redis_prefix if shared_redis else f"{redis_prefix}proc{port}:"
+            processes.append(await _start(port, database_url, prefix, **env_vars))
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
             bases = [f"http://127.0.0.1:{port}" for port in ports]
             for base, process in zip(bases, processes):
