@@ -15,8 +15,8 @@ from .metrics import metrics_middleware
 from .problems import problem_middleware
 from .redis import KeySpace, connect
 from .routes import API
-from .routes import (admin, channel_admin, coupon_admin, mall_admin, mp, pos, reports,  # noqa: F401  (registers their operations)
-                     review_admin, segment_admin, system)
+from .routes import (admin, channel_admin, coupon_admin, hooks, mall_admin, mp, pos,  # noqa: F401  (registers their operations)
+                     reports, review_admin, segment_admin, system)
 from .services import SERVICES, Services
 from .settings import Settings
 
@@ -41,7 +41,7 @@ def create_app(settings: Settings, clock: Clock | None = None, with_worker: bool
 async def _worker(app: web.Application):
     stop = asyncio.Event()
     services = app[SERVICES]
-    task = asyncio.create_task(worker.run(services.clock, stop, settings=services.settings))
+    task = asyncio.create_task(worker.run(services.clock, stop, settings=services.settings, cache=services.cache))
     yield
     stop.set()
     await task

@@ -55,7 +55,8 @@ def _schema(model: type[BaseModel], components: dict) -> dict:
 
 # Answers that the route declarations (gateway/routes/*) do not carry yet. Each entry is true of
 # the handler today; move it into the route's ``Operation`` (response=...) when that is touched.
-MEDIA_TYPES = {("GET", "/metrics"): "text/plain", ("GET", "/docs"): "text/html", ("GET", "/v1/mp/me/code.png"): "image/png"}
+MEDIA_TYPES = {("GET", "/metrics"): "text/plain", ("GET", "/docs"): "text/html", ("GET", "/v1/mp/me/code.png"): "image/png",
+               ("GET", "/v1/hooks/wechat/{app_id}"): "text/plain", ("POST", "/v1/hooks/wechat/{app_id}"): "text/plain"}
 RESPONSES: dict[tuple[str, str], type[BaseModel]] = {
     ("GET", "/v1/stores"): s.StorePage, ("GET", "/v1/admin-keys"): s.AdminKeyPage,
     ("GET", "/healthz"): s.Health, ("GET", "/readyz"): s.Ready,

@@ -26,7 +26,12 @@ from loyalty_core.clock import Clock
 from loyalty_core.models import Chain, IdempotencyRecord, OutboxEvent
 from loyalty_core.outbox import backoff
 
+from adapters.wechat.cards import CardSync
+from adapters.wechat.client import WeChat
+from loyalty_core.crypto import Vault
+
 from . import idempotency
+from .redis import KeySpace, connect
 from .metrics import OUTBOX
 from .problems import unavailable
 from .settings import Settings
@@ -182,10 +187,35 @@ class Schedule:
         return deleted
 
 
+def channel_routes(settings: Settings, cache: KeySpace, clock: Clock) -> tuple[dict[str, list[Deliver]], WeChat]:
+    """Who receives which topic: WeChat member cards follow balance changes; every other topic is logged."""
+    wechat = WeChat(settings.wechat_api_base_url, cache)
+    sync = CardSync(wechat, Vault(settings.require_secret()), clock)
+    return {topic: [sync] for topic in CardSync.topics}, wechat
+
+
 async def run(clock: Clock, stop: asyncio.Event, interval: float = 1.0, settings: Settings | None = None,
-              routes: dict[str, list[Deliver]] | None = None) -> None:
-    """The worker's loop until ``stop``; ``settings`` default to the environment's."""
+              routes: dict[str, list[Deliver]] | None = None, cache: KeySpace | None = None) -> None:
+    """The worker's loop until ``stop``; ``settings`` default to the environment's. Without
+    ``routes``, the channels' (``channel_routes``), over ``cache`` or a Redis of its own."""
     settings = settings or Settings.from_env()
+    own_redis = wechat = None
+    if routes is None:
+        if cache is None:
+            own_redis = connect(settings.redis_url)
+            cache = KeySpace(own_redis, settings.redis_prefix)
+        routes, wechat = channel_routes(settings, cache, clock)
+    try:
+        await _loop(clock, stop, interval, settings, routes)
+    finally:
+        if wechat is not None:
+            wechat.close()
+        if own_redis is not None:
+            await own_redis.aclose()
+
+
+async def _loop(clock: Clock, stop: asyncio.Event, interval: float, settings: Settings,
+                routes: dict[str, list[Deliver]]) -> None:
     relay = Relay(clock, routes, lease=timedelta(seconds=settings.outbox_lease_seconds))
     schedule = Schedule(clock, retention=timedelta(days=settings.outbox_retention_days))
     while not stop.is_set():

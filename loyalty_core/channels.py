@@ -76,7 +76,14 @@ def view(channel: Channel, vault: Vault) -> dict:
 
 async def connected(platform: str, external_id: str, vault: Vault) -> Connected | None:
     """The connected app a login or a push names (any chain's), or None."""
-    channel = await Channel.get_or_none(platform=platform, external_id=external_id)
+    return _opened(await Channel.get_or_none(platform=platform, external_id=external_id), vault)
+
+
+async def connected_by_id(chain_id: int, channel_id: int, vault: Vault) -> Connected | None:
+    return _opened(await Channel.get_or_none(chain_id=chain_id, id=channel_id), vault)
+
+
+def _opened(channel: Channel | None, vault: Vault) -> Connected | None:
     if channel is None:
         return None
     return Connected(channel.id, channel.chain_id, channel.platform, channel.external_id, dict(channel.settings),

@@ -6,7 +6,8 @@ points; anyone else is registered as from the counter (welcome points and coupon
 ever: ``members.register_member``). Only a new member credits an ``inviter`` (a member id of the
 chain), through the ``invite`` behaviour and its monthly cap; an inviter that is unknown, frozen,
 the member itself or over its cap changes nothing and the join goes on. An existing member's
-details (name, birthday, store) are left as they are.
+details (name, birthday, store) are left as they are. Member cards the account took before
+joining become the member's (``cards.claim``).
 
 An account linked to one member cannot join as another (409 ``already_exists``): its identity is
 unique per chain. ``bind`` records a marketplace account of the member the same way (moving an
@@ -21,7 +22,7 @@ import structlog
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from . import behaviors, codes, sessions
+from . import behaviors, cards, codes, sessions
 from .crypto import Vault
 from .errors import AlreadyExists, LoyaltyError
 from .members import NewMember, checked_phone, register_member
@@ -64,6 +65,7 @@ async def join(chain_id: int, joining: Joining, program: Program, vault: Vault, 
                 raise
     await _link(chain_id, member.id, joining.account)
     await sessions.attach(chain_id, joining.channel_id, joining.account.openid, member.id, now)
+    await cards.claim(chain_id, joining.channel_id, joining.account.openid, member.id, now)
     if created and joining.inviter is not None:
         await _credit_inviter(chain_id, joining.inviter, member.id, program, now)
     return Joined(member, created)

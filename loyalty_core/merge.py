@@ -7,7 +7,7 @@ never wait on each other in a circle):
   source's accounts is emptied into the target's same account, negative balances included, so
   ``verify`` holds on both and the source's own history stays with it, ending in the move;
 - **lots, pending points, coupons, identities (cards, WeChat, marketplace ids), orders, top-ups,
-  mall redemptions, behaviours and mini-program sessions** are handed to the target, so refunds of the source's orders,
+  mall redemptions, behaviours, mini-program sessions and WeChat member cards** are handed to the target, so refunds of the source's orders,
   vesting and expiry go on as if the target had them all along;
 - **tier figures** and daily activity roll-ups are added into the target's, and the target keeps the higher
   of the two tiers; **tags** are joined; the source's pending reviews are closed;
@@ -29,7 +29,7 @@ from .program import Program
 from .unit import Seal, seal_with
 
 MOVED = ("points_lots", "pending_points", "coupons", "identities", "orders", "topups", "reward_redemptions",
-         "behavior_events", "member_sessions")
+         "behavior_events", "member_sessions", "member_cards")
 FIGURES = ("INSERT INTO member_figures (chain_id, member_id, period, growth, points_earned, spend, stored_value, orders, "
            "last_order_at) SELECT chain_id, $3, period, growth, points_earned, spend, stored_value, orders, last_order_at "
            "FROM member_figures WHERE chain_id = $1 AND member_id = $2 ON CONFLICT (chain_id, member_id, period) DO UPDATE "

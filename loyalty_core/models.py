@@ -166,6 +166,29 @@ class MemberSession(Model):
         indexes = (("chain_id", "channel_id", "openid"), ("chain_id", "member_id"))
 
 
+# A WeChat member card a user holds (pushed by WeChat as user_get_card), and what was last written
+# to it: the worker sets its points and stored value to the member's totals after each change.
+# ``member`` is null while the card's WeChat account has not joined.
+class MemberCard(Model):
+    id = fields.BigIntField(primary_key=True)
+    chain = fields.ForeignKeyField("loyalty.Chain", related_name="member_cards", on_delete=fields.RESTRICT)
+    channel = fields.ForeignKeyField("loyalty.Channel", related_name="cards", on_delete=fields.RESTRICT)
+    member = fields.ForeignKeyField("loyalty.Member", related_name="cards", null=True, on_delete=fields.RESTRICT)
+    openid = fields.CharField(max_length=128)
+    card_id = fields.CharField(max_length=64)
+    code = fields.CharField(max_length=64)
+    active = fields.BooleanField(default=True)
+    synced_bonus = fields.BigIntField(null=True)
+    synced_balance = fields.BigIntField(null=True)
+    created_at = fields.DatetimeField()
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "member_cards"
+        unique_together = (("chain", "card_id", "code"),)
+        indexes = (("chain_id", "member_id"), ("chain_id", "channel_id", "openid"))
+
+
 # A member's balance of one kind. ``balance`` is the materialised sum of its postings.
 class Account(Model):
     id = fields.BigIntField(primary_key=True)

@@ -1,4 +1,4 @@
--- Reshape the migrated schema (`loyalty migrate`, up to 0017) so that Citus can distribute it by
+-- Reshape the migrated schema (`loyalty migrate`, up to 0018) so that Citus can distribute it by
 -- chain_id: run it once on the coordinator, after the migrations and before distribute.sql, as
 --   psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -f deploy/citus/reshape.sql
 -- It needs no extension (tests/integration/test_citus_reshape_pg.py runs it on plain PostgreSQL
@@ -7,11 +7,11 @@
 -- Citus wants, on a distributed table, every primary key and unique key to include the
 -- distribution column, and every foreign key between two distributed tables to include it on
 -- both sides, at the same position. Migration 0005 put chain_id in every unique key; here:
---   1. the 24 foreign keys between chain tables are dropped;
---   2. the 23 chain tables' primary keys become (id, chain_id): id first, so that a statement
+--   1. the 25 foreign keys between chain tables are dropped;
+--   2. the 24 chain tables' primary keys become (id, chain_id): id first, so that a statement
 --      that still finds a row by id alone (docs/scaling.md, "Queries still to scope") keeps its
 --      index; the pair is unique because id is;
---   3. the 24 foreign keys come back as (chain_id, <column>) -> (chain_id, id), ON DELETE RESTRICT
+--   3. the 25 foreign keys come back as (chain_id, <column>) -> (chain_id, id), ON DELETE RESTRICT
 --      as before. A NULL member_id or order_id is still allowed (MATCH SIMPLE: a key with a NULL
 --      column is not checked, as before).
 -- The foreign keys to chains(id), stores(id) and channels(id) stay as they are: those tables, terminals and
@@ -44,6 +44,7 @@ ALTER TABLE reward_redemptions DROP CONSTRAINT reward_redemptions_member_id_fkey
 ALTER TABLE coupons         DROP CONSTRAINT coupons_member_id_fkey,
                             DROP CONSTRAINT coupons_template_id_fkey;
 ALTER TABLE member_sessions DROP CONSTRAINT member_sessions_member_id_fkey;
+ALTER TABLE member_cards    DROP CONSTRAINT member_cards_member_id_fkey;
 
 -- 2. primary keys with chain_id
 ALTER TABLE members             DROP CONSTRAINT members_pkey,             ADD CONSTRAINT members_pkey PRIMARY KEY (id, chain_id);
@@ -69,6 +70,7 @@ ALTER TABLE member_figures      DROP CONSTRAINT member_figures_pkey,      ADD CO
 ALTER TABLE idempotency_records DROP CONSTRAINT idempotency_records_pkey, ADD CONSTRAINT idempotency_records_pkey PRIMARY KEY (id, chain_id);
 ALTER TABLE outbox_events       DROP CONSTRAINT outbox_events_pkey,       ADD CONSTRAINT outbox_events_pkey PRIMARY KEY (id, chain_id);
 ALTER TABLE member_sessions     DROP CONSTRAINT member_sessions_pkey,     ADD CONSTRAINT member_sessions_pkey PRIMARY KEY (id, chain_id);
+ALTER TABLE member_cards        DROP CONSTRAINT member_cards_pkey,        ADD CONSTRAINT member_cards_pkey PRIMARY KEY (id, chain_id);
 
 -- 3. foreign keys between chain tables, with chain_id
 ALTER TABLE accounts        ADD CONSTRAINT accounts_member_id_fkey
@@ -118,6 +120,8 @@ ALTER TABLE reward_redemptions ADD CONSTRAINT reward_redemptions_member_id_fkey
 ALTER TABLE reward_redemptions ADD CONSTRAINT reward_redemptions_reward_id_fkey
   FOREIGN KEY (chain_id, reward_id) REFERENCES rewards (chain_id, id) ON DELETE RESTRICT;
 ALTER TABLE member_sessions ADD CONSTRAINT member_sessions_member_id_fkey
+  FOREIGN KEY (chain_id, member_id) REFERENCES members (chain_id, id) ON DELETE RESTRICT;
+ALTER TABLE member_cards    ADD CONSTRAINT member_cards_member_id_fkey
   FOREIGN KEY (chain_id, member_id) REFERENCES members (chain_id, id) ON DELETE RESTRICT;
 
 COMMIT;

@@ -213,3 +213,30 @@ class InThread:
     def __exit__(self, *exc) -> None:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+# --- WeChat as a sender: the pushes it makes to a connected app's server URL --------------------
+def card_event(event: str, openid: str, card_id: str, code: str, **more: str) -> str:
+    """The XML of a member-card event push (user_get_card, user_del_card, update_member_card)."""
+    extra = "".join(f"<{name}><![CDATA[{value}]]></{name}>" for name, value in more.items())
+    return (f"<xml><ToUserName><![CDATA[gh_fakeaccount]]></ToUserName><FromUserName><![CDATA[{openid}]]>"
+            f"</FromUserName><CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+            f"<Event><![CDATA[{event}]]></Event><CardId><![CDATA[{card_id}]]></CardId>"
+            f"<UserCardCode><![CDATA[{code}]]></UserCardCode>{extra}</xml>")
+
+
+def signed_push(token: str, xml: str, aes_key: str | None = None, app_id: str | None = None) -> tuple[dict, bytes]:
+    """The query and body WeChat sends: plain mode signed with the token, or (``aes_key``) safe mode,
+    encrypted and signed with wechatpy's own WeChatCrypto, as WeChat does."""
+    from wechatpy.crypto import WeChatCrypto
+    from wechatpy.utils import WeChatSigner
+
+    timestamp, nonce = str(int(time.time())), secrets.token_hex(8)
+    signer = WeChatSigner()
+    signer.add_data(token, timestamp, nonce)
+    query = {"signature": signer.signature, "timestamp": timestamp, "nonce": nonce, "openid": "o_sender"}
+    if aes_key is None:
+        return query, xml.encode()
+    encrypted = WeChatCrypto(token, aes_key, app_id).encrypt_message(xml, nonce, timestamp)
+    msg_signature = encrypted.split("<MsgSignature><![CDATA[")[1].split("]]>")[0]
+    return {**query, "encrypt_type": "aes", "msg_signature": msg_signature}, encrypted.encode()

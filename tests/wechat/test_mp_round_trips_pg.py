@@ -17,9 +17,9 @@ pytestmark = pytest.mark.postgres
 # Counted with the app's connection not in the process's 1-second memo (the first call of a second).
 LOGIN = (3, 0)         # the app, the member of the openid, the new session
 LOGIN_MEMBER = (6, 0)  # ... and the member's view: its row, its identities, its balances and tier
-JOIN = (23, 1)         # the session, the app, the phone's member, the registration with its welcome points (17,
-                       # BEGIN and COMMIT included), the WeChat identity, the sessions told, the view; the cached
-                       # access token (one Redis GET)
+JOIN = (24, 1)         # the session, the app, the phone's member, the registration with its welcome points (17,
+                       # BEGIN and COMMIT included), the WeChat identity, the sessions told, the account's member
+                       # cards claimed, the view; the cached access token (one Redis GET)
 ME = (4, 0)            # the session, the member, its identities, its balances and tier
 
 
