@@ -13,6 +13,7 @@ from datetime import datetime
 
 import orjson
 from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
 
 from .crypto import Vault
 from .errors import AlreadyExists
@@ -22,6 +23,8 @@ from .models import Channel
 FIELDS = {
     "wechat": {"id": "app_id", "settings": ("mch_id", "pay_public_key_id"),
                "secrets": ("app_secret", "token", "aes_key", "apiv3_key", "pay_public_key")},
+    # the WeChat Pay merchant of an app, found by the mch_id its notifications name
+    "wechatpay": {"id": "mch_id", "settings": ("app_id", "pay_public_key_id"), "secrets": ("apiv3_key", "pay_public_key")},
 }
 
 
@@ -57,6 +60,19 @@ async def connect(chain_id: int, platform: str, external_id: str, settings: dict
     existing.settings, existing.secrets_enc, existing.updated_at = shown, sealed, now
     await existing.save(update_fields=["settings", "secrets_enc", "updated_at"])
     return existing, False
+
+
+async def connect_wechat(chain_id: int, fields: dict, vault: Vault, now: datetime) -> tuple[Channel, bool]:
+    """A WeChat app, and its WeChat Pay merchant when the pay fields are there (a channel of its own,
+    ``wechatpay``/mch_id, which pay notifications name): both or neither."""
+    async with in_transaction():
+        if fields.get("mch_id"):
+            await connect(chain_id, "wechatpay", fields["mch_id"],
+                          {"app_id": fields["app_id"], "pay_public_key_id": fields["pay_public_key_id"]},
+                          {name: fields[name] for name in FIELDS["wechatpay"]["secrets"]}, vault, now)
+        wechat = FIELDS["wechat"]
+        return await connect(chain_id, "wechat", fields["app_id"], {name: fields.get(name) for name in wechat["settings"]},
+                             {name: fields.get(name) for name in wechat["secrets"]}, vault, now)
 
 
 def in_chain(chain_id: int):

@@ -68,15 +68,16 @@ class ChannelPage(BaseModel):
            description="A mini-program app belongs to one chain: connecting one that another chain holds is 409 "
                        "already_exists. Connecting it again from this chain replaces the whole connection (200): "
                        "send every field you want kept. Secrets are write-only; the answer lists which are set. "
+                       "With the WeChat Pay fields, the merchant (mch_id) is listed as a channel of its own "
+                       "(platform wechatpay), which pay notifications name; a merchant of another chain is 409. "
                        "Marketplace shops come with their channels (not yet accepted).")
 async def connect(call: Call):
     body = call.body
-    fields = channels.FIELDS[body.platform]
-    values = body.model_dump()
-    channel, created = await channels.connect(
-        call.chain_id, body.platform, body.app_id, {name: values[name] for name in fields["settings"]},
-        {name: values[name] for name in fields["secrets"]}, call.services.vault, call.services.clock.now())
-    call.services.channels.drop((body.platform, body.app_id))
+    channel, created = await channels.connect_wechat(call.chain_id, body.model_dump(), call.services.vault,
+                                                     call.services.clock.now())
+    call.services.channels.drop(("wechat", body.app_id))
+    if body.mch_id:
+        call.services.channels.drop(("wechatpay", body.mch_id))
     return Reply(channels.view(channel, call.services.vault), 201 if created else 200)
 
 
