@@ -204,7 +204,8 @@ def cmd_demo(settings: Settings, args) -> int:
     settings = settings.with_demo_secret()
     asyncio.run(db.migrate(settings.database_url))
     seeded = asyncio.run(demo.seed(settings))
-    print(demo.banner(seeded, args.host, args.port))
+    fake = settings.wechat_api_base_url if settings.wechat_api_base_url.startswith("http://127.0.0.1") else None
+    print(demo.banner(seeded, args.host, args.port, fake))
     if args.no_serve:
         return 0
     return cmd_serve(settings, args, with_worker=True)

@@ -5,9 +5,10 @@ import json
 import secrets
 import shlex
 import time
+import urllib.request
 from pathlib import Path
 
-from loyalty_core import chains, members
+from loyalty_core import chains, channels, members
 from loyalty_core.clock import Clock
 from loyalty_core.crypto import Vault
 from loyalty_core.models import Chain, Terminal
@@ -19,6 +20,8 @@ from .settings import Settings
 
 SEED_FILE = Path("var/demo.json")
 DEMO_PHONE = "13800138000"
+DEMO_APP = {"platform": "wechat", "app_id": "wx0de0000000000001", "app_secret": "demoAppSecret0000000000000000001"}
+NEW_PHONE = "13900139000"  # who joins from the mini-program in the banner's example
 
 DEMO_PROGRAM = {
     "timezone": "Asia/Shanghai",
@@ -52,6 +55,7 @@ async def seed(settings: Settings) -> dict:
         existing = load_seed()
         if existing and await Chain.exists(id=existing["chain_id"]) and await Terminal.exists(
                 terminal_id=existing["terminal_id"]):
+            await _demo_app(existing["chain_id"], vault)
             return existing
         chain, key = await chains.create_chain("Demo Coffee")
         program = await chains.put_program(chain.id, Program.model_validate(DEMO_PROGRAM))
@@ -59,6 +63,7 @@ async def seed(settings: Settings) -> dict:
         terminal = await chains.create_terminal(chain.id, "S01", "POS1", vault)
         member = await members.register_member(
             chain.id, members.NewMember(phone=DEMO_PHONE, name="张三", store_code="S01"), program, vault, Clock().now())
+        await _demo_app(chain.id, vault)
         seeded = {"chain_id": chain.id, "admin_key": key.key, "terminal_id": terminal.terminal.terminal_id,
                   "terminal_secret": terminal.secret, "member_id": member.id, "member_phone": DEMO_PHONE}
         SEED_FILE.parent.mkdir(parents=True, exist_ok=True)
@@ -67,6 +72,37 @@ async def seed(settings: Settings) -> dict:
         return seeded
     finally:
         await db.close_database()
+
+
+async def _demo_app(chain_id: int, vault: Vault) -> None:
+    """The demo mini-program app (its WeChat is the fake that ``make run`` starts), once."""
+    if await channels.connected("wechat", DEMO_APP["app_id"], vault) is None:
+        await channels.connect_wechat(chain_id, DEMO_APP, vault, Clock().now())
+
+
+def mini_program_curls(wechat_base_url: str, base_url: str) -> list[str]:
+    """A ready-to-paste login and join for the demo app, with codes from the fake WeChat (each
+    valid once); nothing when WeChat is not the fake."""
+    try:
+        request = urllib.request.Request(wechat_base_url.rstrip("/") + "/_fake/codes", method="POST", data=json.dumps(
+            {"app_id": DEMO_APP["app_id"], "phone": NEW_PHONE}).encode(), headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=2) as answer:
+            codes = json.loads(answer.read())
+    except (OSError, ValueError):
+        return []
+    login = json.dumps({"app_id": DEMO_APP["app_id"], "code": codes["login_code"]}, separators=(",", ":"))
+    join = json.dumps({"phone_code": codes["phone_code"], "nickname": "小王", "store_code": "S01"}, separators=(",", ":"),
+                      ensure_ascii=False)
+    return [
+        f"Try the mini-program (its WeChat is the fake at {wechat_base_url}; codes are valid once, more from",
+        f"  curl -sS -X POST {wechat_base_url}/_fake/codes -d '{{\"app_id\":\"{DEMO_APP['app_id']}\",\"phone\":\"{NEW_PHONE}\"}}'):",
+        f"  TOKEN=$(curl -sS -X POST {base_url}/v1/mp/login -H 'Content-Type: application/json' --data-raw "
+        f"'{login}' | sed 's/.*\"token\":\"\\([^\"]*\\)\".*/\\1/')",
+        f"  curl -sS -X POST {base_url}/v1/mp/join -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' "
+        f"--data-raw '{join}'",
+        f"  curl -sS {base_url}/v1/mp/me/code -H \"Authorization: Bearer $TOKEN\"",
+        "",
+    ]
 
 
 def signed_curl(seeded: dict, method: str, path: str, body: str, base_url: str) -> str:
@@ -80,7 +116,7 @@ def signed_curl(seeded: dict, method: str, path: str, body: str, base_url: str) 
     return " ".join(shlex.quote(part) for part in parts)
 
 
-def banner(seeded: dict, host: str, port: int) -> str:
+def banner(seeded: dict, host: str, port: int, wechat_base_url: str | None = None) -> str:
     base = f"http://{host}:{port}"
     scan = json.dumps({"code": seeded["member_phone"]}, separators=(",", ":"))
     return "\n".join([
@@ -98,5 +134,6 @@ def banner(seeded: dict, host: str, port: int) -> str:
         f"  .venv/bin/loyalty pos-curl POST /v1/pos/scan '{scan}'):",
         "  " + signed_curl(seeded, "POST", "/v1/pos/scan", scan, base),
         "",
+        *(mini_program_curls(wechat_base_url, base) if wechat_base_url else []),
         f"API reference: {base}/docs   OpenAPI: {base}/openapi.json",
     ])

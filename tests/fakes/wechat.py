@@ -13,6 +13,9 @@ membercard updateuser, subscribeMessage.send):
   (recorded in ``card_updates``).
 - ``POST /cgi-bin/message/subscribe/send?access_token=`` → ``{errcode: 0}`` (recorded in ``messages``).
 
+``POST /_fake/codes`` (not WeChat's) hands out codes to a demo or a test in another process.
+``python -m tests.fakes.wechat --port 8081`` serves it, accepting any app (``make run`` does).
+
 Calls with an access token answer 40001 for a token it never gave and 42001 for an expired one
 (``expire_tokens``). ``fail(path, errcode, times)`` makes the next ``times`` calls of a path answer
 that errcode (``-1``: system busy). Every request is counted in ``calls`` by path.
@@ -80,7 +83,17 @@ class FakeWeChat:
         app.router.add_post("/wxa/business/getuserphonenumber", self._phone)
         app.router.add_post("/card/membercard/updateuser", self._card)
         app.router.add_post("/cgi-bin/message/subscribe/send", self._subscribe)
+        app.router.add_post("/_fake/codes", self._codes)
         return app
+
+    async def _codes(self, request: web.Request) -> web.Response:
+        """Not WeChat's: what ``wx.login()`` and the phone button would give a user of an app, for a
+        demo or a test in another process. ``{app_id, openid?, phone?}`` → ``{login_code, phone_code?}``."""
+        asked = await request.json()
+        answer = {"login_code": self.login_code(asked["app_id"], asked.get("openid"))}
+        if asked.get("phone"):
+            answer["phone_code"] = self.phone_code(asked["app_id"], asked["phone"])
+        return web.json_response(answer)
 
     def _failure(self, request: web.Request) -> web.Response | None:
         self.calls[request.path] += 1
@@ -240,3 +253,17 @@ def signed_push(token: str, xml: str, aes_key: str | None = None, app_id: str | 
     encrypted = WeChatCrypto(token, aes_key, app_id).encrypt_message(xml, nonce, timestamp)
     msg_signature = encrypted.split("<MsgSignature><![CDATA[")[1].split("]]>")[0]
     return {**query, "encrypt_type": "aes", "msg_signature": msg_signature}, encrypted.encode()
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="a fake WeChat on loopback (any app id and secret are accepted)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8081)
+    args = parser.parse_args()
+    web.run_app(FakeWeChat(any_app=True).application(), host=args.host, port=args.port, print=None)
+
+
+if __name__ == "__main__":
+    main()
