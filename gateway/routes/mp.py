@@ -13,6 +13,7 @@ from datetime import date
 from typing import Literal
 
 import qrcode
+import qrcode.image.pure
 import qrcode.image.svg
 from aiohttp import web
 from pydantic import BaseModel, Field
@@ -199,8 +200,8 @@ def _svg(code: str) -> str:
 
 
 def _png(code: str) -> bytes:
-    out = io.BytesIO()
-    qrcode.make(code, box_size=10, border=2).save(out, format="PNG")
+    out = io.BytesIO()  # PyPNG (a dependency), not Pillow, which qrcode would use only if it happened to be there
+    qrcode.make(code, image_factory=qrcode.image.pure.PyPNGImage, box_size=10, border=2).save(out)
     return out.getvalue()
 
 
