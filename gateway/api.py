@@ -18,7 +18,7 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from loyalty_core import chains
+from loyalty_core import chains, channels
 from loyalty_core.errors import (InvalidJson, JoinRequired, LoyaltyError, NotFound, RequestInProgress,
                                  ValidationFailed, field_errors)
 from loyalty_core.program import Program
@@ -111,6 +111,16 @@ class Call:
     async def program(self) -> Program:
         """The caller's chain's program, parsed once and kept for a second (``Services.programs``)."""
         return await self.program_of(self.chain_id)
+
+    async def connected(self, platform: str, external_id: str) -> channels.Connected:
+        """The connected app or merchant a login or a webhook names (any chain's: it names its
+        chain), kept for a second (``Services.channels``); 404 when none is."""
+        vault = self.services.vault
+        found = await self.services.channels.get((platform, external_id),
+                                                 lambda: channels.connected(platform, external_id, vault))
+        if found is None:
+            raise NotFound(f"No {platform} {external_id!r} is connected")
+        return found
 
     async def program_of(self, chain_id: int) -> Program:
         """A chain's program, for a call whose chain is not its caller's (a login names its app)."""

@@ -29,8 +29,7 @@ class CardSync:
             channel = await channels.connected_by_id(write.chain_id, write.channel_id, self.vault)
             if channel is None:
                 continue
-            app = App(channel.chain_id, channel.external_id, channel.secret("app_secret") or "")
-            await self.wechat.update_member_card(app, {
+            await self.wechat.update_member_card(App.of(channel), {
                 "code": write.code, "card_id": write.card_id, "bonus": write.bonus, "add_bonus": write.add_bonus,
                 "record_bonus": RECORD_BONUS, "balance": write.balance, "add_balance": write.add_balance,
                 "record_balance": RECORD_BALANCE})

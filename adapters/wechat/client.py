@@ -42,7 +42,8 @@ from wechatpy.client.api.base import BaseWeChatAPI
 from wechatpy.exceptions import WeChatClientException
 from wechatpy.session.memorystorage import MemoryStorage
 
-from loyalty_core.errors import ChannelCodeInvalid, ChannelUnavailable
+from loyalty_core.channels import Connected
+from loyalty_core.errors import ChannelCodeInvalid, ChannelUnavailable, ValidationFailed
 
 REAL_HOST = "https://api.weixin.qq.com"
 BUSY = -1
@@ -59,6 +60,10 @@ class App:
     chain_id: int
     app_id: str
     app_secret: str
+
+    @classmethod
+    def of(cls, channel: Connected) -> "App":
+        return cls(channel.chain_id, channel.external_id, channel.secret("app_secret") or "")
 
 
 @dataclass(frozen=True)
@@ -117,14 +122,19 @@ class WeChat:
             raise ChannelUnavailable("WeChat's code2Session answered no openid")
         return LoginSession(answer["openid"], answer.get("session_key"), answer.get("unionid") or None)
 
-    async def phone_number(self, app: App, code: str) -> tuple[str, str]:
-        """The phone WeChat vouches for: (country code, pure number without it)."""
+    async def phone_number(self, app: App, code: str) -> str:
+        """The mainland mobile number WeChat vouches for; another country's is a field error on
+        ``phone_code`` (members join with a mainland number)."""
         answer = await self._with_token(app, lambda client: client.post(
             "wxa/business/getuserphonenumber", data={"code": code}, api_base_url=f"{self.base}/"))
         info = answer.get("phone_info") or {}
         if not info.get("purePhoneNumber"):
             raise ChannelUnavailable("WeChat's getuserphonenumber answered no phone")
-        return str(info.get("countryCode", "86")), str(info["purePhoneNumber"])
+        country = str(info.get("countryCode", "86"))
+        if country != "86":
+            raise ValidationFailed([{"field": "phone_code",
+                                     "message": f"a +{country} phone: members join with a mainland mobile number"}])
+        return str(info["purePhoneNumber"])
 
     async def update_member_card(self, app: App, card: dict) -> dict:
         """``card/membercard/updateuser``: ``card`` holds card_id, code and the totals (bonus, balance)."""

@@ -26,15 +26,19 @@ from datetime import datetime
 from typing import Mapping
 
 import orjson
+import structlog
 from wechatpayv3.utils import aes_decrypt, load_public_key, rsa_verify
 
+from loyalty_core import chains, codes, orders, sessions
 from loyalty_core.channels import Connected
-from loyalty_core.errors import BadRequest, InvalidSignature, StaleRequest
+from loyalty_core.errors import BadRequest, InvalidSignature, LoyaltyError, NotFound, StaleRequest, ValidationFailed
 from loyalty_core.models import Member
 from loyalty_core.orders import OrderInput, Payment
+from loyalty_core.program import Program
 from loyalty_core.rules.pricing import Line
 
 WINDOW_SECONDS = 300
+log = structlog.get_logger("wechat")
 SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"
 
 
@@ -77,6 +81,30 @@ def verified(channel: Connected, headers: Mapping[str, str], body: bytes, now: d
                                datetime.fromisoformat(at) if at else now, str(paid.get("trade_state", "")))
     except (KeyError, TypeError, ValueError):
         raise BadRequest("The decrypted resource is not a WeChat Pay transaction") from None
+
+
+async def earn(channel: Connected, paid: PaidTransaction, program: Program, now: datetime) -> None:
+    """A SUCCESS transaction of a member (by the payer's openid in the paying app) earns as a sale of
+    the store whose code is ``attach``; anything else (not paid, no member, a frozen member) is
+    acknowledged without effect. No such store: a field error, so that WeChat Pay sends it again."""
+    chain_id, mch_id = channel.chain_id, channel.external_id
+    member_id = await sessions.member_of(chain_id, sessions.WeChatAccount(paid.app_id, paid.openid)) \
+        if paid.trade_state == "SUCCESS" else None
+    if member_id is None:
+        log.info("wechatpay.nothing_to_earn", mch_id=mch_id, transaction_id=paid.transaction_id,
+                 trade_state=paid.trade_state)
+        return
+    try:
+        store = await chains.store_by_code(chain_id, paid.attach)
+    except NotFound:
+        raise ValidationFailed([{"field": "attach", "message": f"no store {paid.attach[:32]!r} in this chain"}]) from None
+    member = await codes.member_by_id(chain_id, member_id)
+    try:
+        await orders.place_order(chain_id, as_sale(paid, mch_id, member, store.id, now), program, now)
+    except LoyaltyError as refused:  # frozen, say: the payment stands, there is nothing to retry
+        if refused.status >= 500:
+            raise
+        log.info("wechatpay.not_earned", mch_id=mch_id, transaction_id=paid.transaction_id, code=refused.code)
 
 
 def as_sale(paid: PaidTransaction, mch_id: str, member: Member, store_id: int, now: datetime) -> OrderInput:

@@ -19,8 +19,8 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from adapters.wechat.client import App
-from loyalty_core import behaviors, channels, codes, coupons, joining, mall, members, sessions
-from loyalty_core.errors import NotFound, ValidationFailed
+from loyalty_core import behaviors, codes, coupons, joining, mall, members, sessions
+from loyalty_core.errors import NotFound
 from loyalty_core.models import Reward
 
 from .. import schemas as s
@@ -118,11 +118,8 @@ async def login(call: Call):
 
 async def _app(call: Call, app_id: str) -> tuple[App, int]:
     """The connected app (any chain's: the app names its chain) and its channel id."""
-    vault = call.services.vault
-    found = await call.services.channels.get(("wechat", app_id), lambda: channels.connected("wechat", app_id, vault))
-    if found is None:
-        raise NotFound(f"No WeChat app {app_id} is connected")
-    return App(found.chain_id, found.external_id, found.secret("app_secret") or ""), found.id
+    found = await call.connected("wechat", app_id)
+    return App.of(found), found.id
 
 
 @API.route("POST", "/v1/mp/join", auth="member", summary="Join with the phone WeChat vouches for", tag="mini-program",
@@ -140,10 +137,7 @@ async def join(call: Call):
         return Reply({"member": await members.member_view(member, program, call.services.vault, now),
                       "created": False}, 200)
     app, _ = await _app(call, principal.app_id)
-    country, phone = await call.services.wechat.phone_number(app, call.body.phone_code)
-    if country != "86":
-        raise ValidationFailed([{"field": "phone_code", "message": f"a +{country} phone: members join with a "
-                                                                   f"mainland mobile number"}])
+    phone = await call.services.wechat.phone_number(app, call.body.phone_code)
     body = call.body
     joined = await joining.join(call.chain_id, joining.Joining(
         phone=phone, account=sessions.WeChatAccount(principal.app_id, principal.openid), channel_id=principal.channel_id,
