@@ -196,3 +196,25 @@ async def test_sessions_of_one_account_all_speak_for_the_member_once_it_joins(sh
     assert (await shop.me(phone_b))["id"] == joined["member"]["id"]
     clock.advance(hours=1)
     assert (await shop.me(phone_b))["balances"]["points"] == 100
+
+
+async def test_bad_input_on_the_mini_program_routes_changes_nothing(shop):
+    token = (await shop.login(openid="o_careless"))["token"]
+    for fields, field in [({"store_code": "NOPE"}, "store_code"), ({"inviter": "abc"}, "inviter"),
+                          ({"birthday": "1990-13-01"}, "birthday"), ({"nickname": "x" * 51}, "nickname"),
+                          ({"surprise": 1}, "surprise")]:
+        body = {"phone_code": shop.fake.phone_code(shop.app_id, "13800000070"), **fields}
+        refused = await problem(await shop.call("POST", "/v1/mp/join", token, body), 422, "validation_error")
+        assert [e["field"] for e in refused["errors"]] == [field], refused
+    await problem(await shop.call("POST", "/v1/mp/join", token, {}), 422, "validation_error")
+    await problem(await shop.call("POST", "/v1/mp/join", token, None), 400, "invalid_json")
+    await problem(await shop.call("GET", "/v1/mp/me", token), 403, "join_required")  # nobody joined
+    assert (await (await shop.kit.admin("GET", "/v1/members?phone=13800000070")).json())["items"] == []
+    token, member = await shop.member("13800000071")
+    for path, body in [("/v1/mp/me/tasks/review", {"ref": "has space"}), ("/v1/mp/me/tasks/share", {"ref": "x" * 65}),
+                       ("/v1/mp/me/bindings", {"platform": "taobao", "buyer_id": "a b"}),
+                       ("/v1/mp/me/bindings", {"platform": "taobao"})]:
+        await problem(await shop.call("POST", path, token, body), 422, "validation_error")
+    await problem(await shop.call("POST", "/v1/mp/rewards/abc/redeem", token, idempotency_key="k1"), 404, "not_found")
+    assert (await shop.me(token))["balances"]["points"] == member["balances"]["points"] == 100
+    assert [i["channel"] for i in (await shop.me(token))["identities"]] == ["card", f"wechat:{shop.app_id}"]
