@@ -33,6 +33,7 @@ from .errors import AlreadyCheckedIn, AlreadyDone, ValidationFailed
 from .members import announce_balance, public_balances
 from .models import Member
 from .program import Behavior, Program
+from .rules.calendar import day_number
 
 BEHAVIORS = ("checkin", "review", "share", "complete_profile", "invite")
 NEEDS_REF = {"review", "invite"}
@@ -48,8 +49,7 @@ class Day:
 def day_of(moment: datetime, program: Program) -> Day:
     local = moment.astimezone(ZoneInfo(program.timezone)).date()
     before = local - timedelta(days=1)
-    return Day(local.year * 10000 + local.month * 100 + local.day, local.year * 100 + local.month,
-               before.year * 10000 + before.month * 100 + before.day)
+    return Day(day_number(local), local.year * 100 + local.month, day_number(before))
 
 
 def _key(behavior: str, member_id: int, day: Day, ref: str | None, cause: str | None) -> str:

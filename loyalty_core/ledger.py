@@ -19,6 +19,7 @@ from tortoise.exceptions import IntegrityError
 from . import sql, tiers
 from .errors import DuplicateEntry, InsufficientPoints, InsufficientStoredValue, InvariantViolation
 from .models import Account, JournalEntry, Posting
+from .rules.calendar import day_number
 
 MEMBER_ACCOUNTS: dict[str, str] = {
     "points": "points",
@@ -177,8 +178,7 @@ def rollup(entry: Entry, legs: list[Leg]) -> list | None:
     orders = 1 if entry.kind == "order" else 0
     if not orders and not any(moved.values()):
         return None
-    local = entry.occurred_at.astimezone(ZoneInfo(entry.zone))
-    return [local.year * 10000 + local.month * 100 + local.day, entry.channel, orders,
+    return [day_number(entry.occurred_at.astimezone(ZoneInfo(entry.zone)).date()), entry.channel, orders,
             -moved["points_issued"], moved["points_redeemed"], moved["points_expired"]]
 
 

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from . import sql
 from .errors import ValidationFailed
 from .program import Program
+from .rules.calendar import day_number
 
 # What the chain owes its members: a balance below zero (a refund that clawed back points already
 # spent) is owed to nobody and counts as zero, so that it does not hide what others hold.
@@ -52,7 +53,7 @@ async def activity(chain_id: int, start: date, end: date, program: Program) -> d
     since, until = period(start, end, program)
     moved: dict[str, Counter] = defaultdict(Counter)
     orders: dict[str, Counter] = defaultdict(Counter)  # channel -> member -> orders
-    for row in await sql.rows(DAYS, chain_id, _day(start), _day(end)):
+    for row in await sql.rows(DAYS, chain_id, day_number(start), day_number(end)):
         channel = row["channel"]
         for name in ("issued", "redeemed", "expired"):
             moved[channel][name] += int(row[name])
@@ -63,10 +64,6 @@ async def activity(chain_id: int, start: date, end: date, program: Program) -> d
             "points": _points(_total(moved.values())), "members": {"joined": joined, **_members(_total(orders.values()))},
             "by_channel": {channel: {"points": _points(moved[channel]), "orders": sum(orders[channel].values()),
                                      **_members(orders[channel])} for channel in channels}}
-
-
-def _day(moment: date) -> int:
-    return moment.year * 10000 + moment.month * 100 + moment.day
 
 
 def _total(counters) -> Counter:

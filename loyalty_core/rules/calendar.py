@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import calendar
-from datetime import datetime
+from datetime import date, datetime
 
 
 def shift_months(moment: datetime, months: int) -> datetime:
@@ -11,3 +11,8 @@ def shift_months(moment: datetime, months: int) -> datetime:
     year, month = moment.year + index // 12, index % 12 + 1
     day = min(moment.day, calendar.monthrange(year, month)[1])
     return moment.replace(year=year, month=month, day=day)
+
+
+def day_number(day: date) -> int:
+    """A calendar day as the integer yyyymmdd, how daily rows (behaviours, member days) key it."""
+    return day.year * 10000 + day.month * 100 + day.day
