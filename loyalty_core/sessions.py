@@ -16,9 +16,9 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from . import sql
+from . import codes, sql
 from .crypto import Vault, token_hash
-from .models import Identity, MemberSession
+from .models import Identity, Member, MemberSession
 
 TTL = timedelta(days=7)
 PREFIX = "mt"
@@ -71,6 +71,14 @@ async def open_session(chain_id: int, channel_id: int, account: WeChatAccount, s
         openid=account.openid, unionid=account.unionid, session_key_enc=vault.encrypt(session_key),
         created_at=now, expires_at=now + ttl)
     return Opened(token, session)
+
+
+async def log_in(chain_id: int, channel_id: int, account: WeChatAccount, session_key: str | None, vault: Vault,
+                 now: datetime) -> tuple[Opened, Member | None]:
+    """A new session for the account, and the member it belongs to (None: not joined yet)."""
+    member_id = await member_of(chain_id, account)
+    opened = await open_session(chain_id, channel_id, account, session_key, member_id, vault, now)
+    return opened, await codes.member_by_id(chain_id, member_id) if member_id else None
 
 
 FIND = ("SELECT member_sessions.*, channels.external_id AS app_id FROM member_sessions "

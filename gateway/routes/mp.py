@@ -2,7 +2,8 @@
 
 ``POST /v1/mp/login`` turns a ``wx.login()`` code into a member token; everything else takes that
 token (``Authorization: Bearer mt.…``). A token whose WeChat account has not joined yet is
-accepted by ``/v1/mp/join`` and ``DELETE /v1/mp/session`` only (403 ``join_required`` elsewhere).
+accepted by ``/v1/mp/join``, ``DELETE /v1/mp/session`` and ``GET /v1/mp/rewards`` only (403
+``join_required`` elsewhere).
 """
 from __future__ import annotations
 
@@ -106,10 +107,8 @@ async def login(call: Call):
     app, channel_id = await _app(call, body.app_id)
     answer = await call.services.wechat.code_to_session(app, body.code)
     account = sessions.WeChatAccount(body.app_id, answer.openid, answer.unionid)
-    member_id = await sessions.member_of(app.chain_id, account)
-    opened = await sessions.open_session(app.chain_id, channel_id, account, answer.session_key,
-                                         member_id, call.services.vault, now)
-    member = await codes.member_by_id(app.chain_id, member_id) if member_id else None
+    opened, member = await sessions.log_in(app.chain_id, channel_id, account, answer.session_key,
+                                           call.services.vault, now)
     view = await members.member_view(member, await call.program_of(app.chain_id), call.services.vault, now) \
         if member else None
     return {"token": opened.token, "expires_at": opened.session.expires_at.isoformat(), "member": view,
