@@ -23,11 +23,12 @@ from tortoise.transactions import in_transaction
 
 from loyalty_core import jobs
 from loyalty_core.clock import Clock
-from loyalty_core.models import Chain, IdempotencyRecord, OutboxEvent
+from loyalty_core.models import Chain, IdempotencyRecord, MessageSend, OutboxEvent
 from loyalty_core.outbox import backoff
 
 from adapters.wechat.cards import CardSync
 from adapters.wechat.client import WeChat
+from adapters.wechat.messages import SubscribeMessages
 from loyalty_core.crypto import Vault
 
 from . import idempotency
@@ -39,6 +40,7 @@ from .settings import Settings
 log = structlog.get_logger("worker")
 LEASE = timedelta(seconds=60)
 RETENTION = timedelta(days=7)
+MESSAGE_RETENTION = timedelta(days=30)
 MAX_ATTEMPTS = 20
 PRUNE_BATCH = 500  # rows per DELETE: each statement stays short, whatever the backlog
 EVALUATE_EVERY = timedelta(hours=1)
@@ -147,7 +149,7 @@ class Schedule:
         if self.next_run is not None and now < self.next_run:
             return
         self.next_run = now + self.every
-        names = ["vest_points", "expire_points"]
+        names = ["vest_points", "expire_points", "warn_expiring_points"]
         if self.next_evaluation is None or now >= self.next_evaluation:  # tiers and coupon campaigns move by days: hourly is plenty
             self.next_evaluation = now + EVALUATE_EVERY
             names += ["evaluate_tiers", "birthday", "winback"]
@@ -160,13 +162,17 @@ class Schedule:
 
     async def prune(self, now: datetime) -> dict[str, int]:
         """Delete delivered outbox rows delivered before ``now - retention`` (pending and dead rows
-        stay) and idempotency records created before ``now - idempotency.KEEP``, in batches."""
+        stay), idempotency records created before ``now - idempotency.KEEP`` and the record of
+        subscribe messages sent before ``now - MESSAGE_RETENTION`` (what stops a resent event from
+        sending again: kept longer than any retry of it lasts), in batches."""
         cutoff = now - self.retention
         # delivered_at >= next_attempt_at (a row is only delivered once due), so the second
         # condition only lets the (status, next_attempt_at) index find the candidates.
         delivered = OutboxEvent.filter(status="delivered", delivered_at__lt=cutoff, next_attempt_at__lt=cutoff)
         expired = IdempotencyRecord.filter(created_at__lt=now - idempotency.KEEP)
-        pruned = {"outbox_events": await self._delete(delivered), "idempotency_records": await self._delete(expired)}
+        sends = MessageSend.filter(created_at__lt=now - MESSAGE_RETENTION)
+        pruned = {"outbox_events": await self._delete(delivered), "idempotency_records": await self._delete(expired),
+                  "message_sends": await self._delete(sends)}
         if any(pruned.values()):
             log.info("retention.pruned", **pruned)
         return pruned
@@ -188,10 +194,14 @@ class Schedule:
 
 
 def channel_routes(settings: Settings, cache: KeySpace, clock: Clock) -> tuple[dict[str, list[Deliver]], WeChat]:
-    """Who receives which topic: WeChat member cards follow balance changes; every other topic is logged."""
-    wechat = WeChat(settings.wechat_api_base_url, cache)
-    sync = CardSync(wechat, Vault(settings.require_secret()), clock)
-    return {topic: [sync] for topic in CardSync.topics}, wechat
+    """Who receives which topic: WeChat member cards follow balance changes, subscribe messages
+    tell of points earned, coupons received and points about to expire; every other topic is logged."""
+    wechat, vault = WeChat(settings.wechat_api_base_url, cache), Vault(settings.require_secret())
+    routes: dict[str, list[Deliver]] = {}
+    for handler in (CardSync(wechat, vault, clock), SubscribeMessages(wechat, vault, clock)):
+        for topic in handler.topics:
+            routes.setdefault(topic, []).append(handler)
+    return routes, wechat
 
 
 async def run(clock: Clock, stop: asyncio.Event, interval: float = 1.0, settings: Settings | None = None,

@@ -21,7 +21,7 @@ from .models import Channel
 
 # What each platform's connection holds: shown settings, and write-only secrets (API.md, POST /v1/channels).
 FIELDS = {
-    "wechat": {"id": "app_id", "settings": ("mch_id", "pay_public_key_id"),
+    "wechat": {"id": "app_id", "settings": ("mch_id", "pay_public_key_id", "subscribe_templates", "miniprogram_state"),
                "secrets": ("app_secret", "token", "aes_key", "apiv3_key", "pay_public_key")},
     # the WeChat Pay merchant of an app, found by the mch_id its notifications name
     "wechatpay": {"id": "mch_id", "settings": ("app_id", "pay_public_key_id"), "secrets": ("apiv3_key", "pay_public_key")},

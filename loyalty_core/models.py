@@ -189,6 +189,45 @@ class MemberCard(Model):
         indexes = (("chain_id", "member_id"), ("chain_id", "channel_id", "openid"))
 
 
+# A WeChat account's consent to one subscribe-message template of an app. Each "accept" of a
+# one-time subscription lets the app send one message: ``remaining`` counts those not used yet;
+# "reject" or "ban" (and WeChat refusing a send) leave none.
+class MessageSubscription(Model):
+    id = fields.BigIntField(primary_key=True)
+    chain = fields.ForeignKeyField("loyalty.Chain", related_name="message_subscriptions", on_delete=fields.RESTRICT)
+    channel = fields.ForeignKeyField("loyalty.Channel", related_name="subscriptions", on_delete=fields.RESTRICT)
+    openid = fields.CharField(max_length=128)
+    template_id = fields.CharField(max_length=128)
+    status = fields.CharField(max_length=16)
+    remaining = fields.IntField(default=0)
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "message_subscriptions"
+        unique_together = (("chain", "channel", "openid", "template_id"),)
+
+
+# One subscribe message for one outbox event to one WeChat account, written before it is sent:
+# a resent event finds it and sends nothing again (``sending`` left by a crash stays unsent).
+class MessageSend(Model):
+    id = fields.BigIntField(primary_key=True)
+    chain = fields.ForeignKeyField("loyalty.Chain", related_name="message_sends", on_delete=fields.RESTRICT)
+    channel = fields.ForeignKeyField("loyalty.Channel", related_name="message_sends", on_delete=fields.RESTRICT)
+    event_id = fields.CharField(max_length=36)
+    openid = fields.CharField(max_length=128)
+    kind = fields.CharField(max_length=32)
+    template_id = fields.CharField(max_length=128)
+    status = fields.CharField(max_length=16)  # sending, sent, no_consent, refused, failed
+    errcode = fields.IntField(null=True)
+    created_at = fields.DatetimeField()
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "message_sends"
+        unique_together = (("chain", "event_id", "channel", "openid"),)
+        indexes = (("created_at",),)
+
+
 # A member's balance of one kind. ``balance`` is the materialised sum of its postings.
 class Account(Model):
     id = fields.BigIntField(primary_key=True)
@@ -253,6 +292,7 @@ class PointsLot(Model):
     remaining = fields.BigIntField()
     vested_at = fields.DatetimeField()
     expires_at = fields.DatetimeField(null=True)
+    warned_at = fields.DatetimeField(null=True)  # when its member was told it expires soon (points.expiring)
 
     class Meta:
         table = "points_lots"

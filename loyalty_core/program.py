@@ -54,6 +54,8 @@ class Expiry(Strict):
     mode: Literal["rolling_months", "year_end", "never"] = "never"
     months: int | None = Field(None, ge=1, le=240)
     years_after: int = Field(0, ge=0, le=10)
+    warn_days: int = Field(7, ge=0, le=90, description="days before points expire that the member is told "
+                                                       "(points.expiring; 0: never)")
 
     @model_validator(mode="after")
     def _months_needed(self) -> "Expiry":

@@ -140,6 +140,12 @@ class WeChat:
         """``card/membercard/updateuser``: ``card`` holds card_id, code and the totals (bonus, balance)."""
         return await self._with_token(app, lambda client: client.card.update_membercard(**card))
 
+    async def send_subscribe_message(self, app: App, message: dict) -> dict:
+        """``cgi-bin/message/subscribe/send``: ``message`` holds touser, template_id, data and
+        optionally page, miniprogram_state and lang (wechatpy's ``send_subscribe_message`` knows
+        only the first four, so the body is posted as WeChat documents it)."""
+        return await self._with_token(app, lambda client: client.post("message/subscribe/send", data=message))
+
     # --- the access token, shared by every process through Redis ------------------------
     def _token_key(self, app: App, what: str) -> str:
         return self.cache.key(f"{{chain:{app.chain_id}}}", "wechat", what, app.app_id)
@@ -205,7 +211,7 @@ class WeChat:
             return _TokenRefused()
         if code is None:
             return ChannelUnavailable("WeChat answered an HTTP error")
-        return ChannelUnavailable(f"WeChat answered errcode {code}: {error.errmsg}")
+        return ChannelUnavailable(f"WeChat answered errcode {code}: {error.errmsg}", errcode=code)
 
     async def _in_thread(self, work: Callable[[], Any]) -> Any:
         if self._pool is None:

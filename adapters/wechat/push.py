@@ -12,13 +12,19 @@ A wrong or missing signature, an app without a push ``token`` (or, in safe mode,
 ``aes_key``), or a safe-mode body without a ciphertext that decrypts to this app is
 ``InvalidSignature`` (401): nothing is kept. A signed plain body that is not WeChat's XML is
 ``BadRequest``. Events become the core's
-calls (``loyalty_core.cards``): ``user_get_card``, ``user_del_card``; ``update_member_card`` (WeChat
-telling what it shows, after our own writes) and any other event are only logged.
+calls: ``user_get_card``, ``user_del_card`` (``loyalty_core.cards``); ``subscribe_msg_popup_event``
+(what the user chose in a subscribe popup) and ``subscribe_msg_change_event`` (a template switched
+off in the settings) record consent (``loyalty_core.messages``); ``subscribe_msg_sent_event``
+(a message's delivery result), ``update_member_card`` (WeChat telling what it shows, after our
+own writes) and any other event are only logged.
 
 Sources: wechatpy 1.8.18 (``wechatpy.utils.WeChatSigner``, ``wechatpy.crypto.WeChatCrypto``,
 ``wechatpy.parse_message``, ``wechatpy.events.UserGetCardEvent`` / ``UserDeleteCardEvent`` /
 ``UpdateMemberCard``); WeChat's docs "接入概述" (server verification) and "消息加解密说明" (safe mode),
-and the member-card event pushes (user_get_card: CardId, UserCardCode, FromUserName, UnionId).
+the member-card event pushes (user_get_card: CardId, UserCardCode, FromUserName, UnionId), and
+"小程序订阅消息开发指南 · 订阅消息事件推送" (``SubscribeMsgPopupEvent``/``SubscribeMsgChangeEvent``/
+``SubscribeMsgSentEvent``, each a ``List`` of ``TemplateId`` and ``SubscribeStatusString``; one
+``List`` when one template, several when more).
 """
 from __future__ import annotations
 
@@ -32,7 +38,7 @@ from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 from wechatpy.utils import WeChatSigner
 
-from loyalty_core import cards, sessions
+from loyalty_core import cards, messages, sessions
 from loyalty_core.channels import Connected
 from loyalty_core.errors import BadRequest, InvalidSignature
 
@@ -81,6 +87,22 @@ def message(channel: Connected, query: Mapping[str, str], body: bytes):
         raise BadRequest("The body is not a WeChat message (XML)") from None
 
 
+CONSENT_EVENTS = {"subscribe_msg_popup_event": "SubscribeMsgPopupEvent",
+                  "subscribe_msg_change_event": "SubscribeMsgChangeEvent"}
+
+
+def _raw(pushed) -> dict:
+    """The pushed XML as a dict: wechatpy has no class for subscribe-message events."""
+    return getattr(pushed, "_data", None) or {}
+
+
+def _listed(section) -> list[dict]:
+    """A section's ``List`` entries: one is a dict, several a list."""
+    entries = (section or {}).get("List") if isinstance(section, dict) else None
+    entries = entries if isinstance(entries, list) else [entries] if entries else []
+    return [entry for entry in entries if isinstance(entry, dict)]
+
+
 async def apply(channel: Connected, pushed, now: datetime) -> None:
     """What an event means to the core."""
     event = getattr(pushed, "event", None)
@@ -89,6 +111,15 @@ async def apply(channel: Connected, pushed, now: datetime) -> None:
         await cards.received(channel.chain_id, channel.id, account, pushed.card_id, pushed.code, now)
     elif event == "user_del_card":
         await cards.deleted(channel.chain_id, pushed.card_id, pushed.code, now)
+    elif (event := _raw(pushed).get("Event")) in CONSENT_EVENTS:
+        choices = {item.get("TemplateId"): item.get("SubscribeStatusString")
+                   for item in _listed(_raw(pushed).get(CONSENT_EVENTS[event]))}
+        await messages.consent(channel.chain_id, channel.id, pushed.source,
+                               {str(k): str(v) for k, v in choices.items() if k and v}, now)
+    elif event == "subscribe_msg_sent_event":
+        for item in _listed(_raw(pushed).get("SubscribeMsgSentEvent")):
+            log.info("wechat.message_delivery", app_id=channel.external_id, template_id=item.get("TemplateId"),
+                     msg_id=item.get("MsgID"), errcode=item.get("ErrorCode"), status=item.get("ErrorStatus"))
     else:
         log.info("wechat.push_ignored", app_id=channel.external_id, type=pushed.type, wechat_event=event,
                  card_id=getattr(pushed, "card_id", None))

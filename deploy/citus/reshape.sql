@@ -71,6 +71,8 @@ ALTER TABLE idempotency_records DROP CONSTRAINT idempotency_records_pkey, ADD CO
 ALTER TABLE outbox_events       DROP CONSTRAINT outbox_events_pkey,       ADD CONSTRAINT outbox_events_pkey PRIMARY KEY (id, chain_id);
 ALTER TABLE member_sessions     DROP CONSTRAINT member_sessions_pkey,     ADD CONSTRAINT member_sessions_pkey PRIMARY KEY (id, chain_id);
 ALTER TABLE member_cards        DROP CONSTRAINT member_cards_pkey,        ADD CONSTRAINT member_cards_pkey PRIMARY KEY (id, chain_id);
+ALTER TABLE message_subscriptions DROP CONSTRAINT message_subscriptions_pkey, ADD CONSTRAINT message_subscriptions_pkey PRIMARY KEY (id, chain_id);
+ALTER TABLE message_sends       DROP CONSTRAINT message_sends_pkey,       ADD CONSTRAINT message_sends_pkey PRIMARY KEY (id, chain_id);
 
 -- 3. foreign keys between chain tables, with chain_id
 ALTER TABLE accounts        ADD CONSTRAINT accounts_member_id_fkey

@@ -1,12 +1,12 @@
 """Connecting the chain's channels (admin key, owner): its WeChat mini-program app for now."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from pydantic import BaseModel, Field, model_validator
 
-from loyalty_core import channels
+from loyalty_core import channels, messages
 
 from .. import schemas as s
 from ..api import Call, Reply
@@ -14,6 +14,41 @@ from . import API
 from .admin import ERR_AUTH
 
 PAY_FIELDS = ("mch_id", "apiv3_key", "pay_public_key_id", "pay_public_key")
+KEYWORD = r"^[a-z_]{1,32}[0-9]{1,3}$"  # a template's keyword: thing1, number2, character_string12, time3
+
+
+class MessageTemplate(s.Body):
+    template_id: str = Field(pattern=r"^[0-9A-Za-z_-]{1,128}$", description="the template's id in the mini-program's console")
+    page: str | None = Field(None, min_length=1, max_length=256, pattern=s.NO_NUL,
+                             description="the mini-program page a tap on the message opens, e.g. pages/points/index")
+    data: dict[Annotated[str, Field(pattern=KEYWORD)], Annotated[str, Field(min_length=1, max_length=200,
+                                                                            pattern=s.NO_NUL)]] = Field(
+        min_length=1, max_length=20,
+        description="each keyword of the template and its text, naming the kind's figures as {points}")
+
+
+class SubscribeTemplates(s.Body):
+    """Per kind of message, the template it is sent with; a kind left out is not sent."""
+
+    points_earned: MessageTemplate | None = Field(None, description="figures: " + ", ".join(messages.KINDS["points_earned"]))
+    coupon_received: MessageTemplate | None = Field(
+        None, description="figures: " + ", ".join(messages.KINDS["coupon_received"]))
+    points_expiring: MessageTemplate | None = Field(
+        None, description="figures: " + ", ".join(messages.KINDS["points_expiring"]))
+
+    @model_validator(mode="after")
+    def _known_figures(self):
+        for kind, figures in messages.KINDS.items():
+            template = getattr(self, kind)
+            for keyword, text in (template.data.items() if template else ()):
+                try:
+                    named = messages.placeholders(text)
+                except ValueError:
+                    raise ValueError(f"{kind}.data.{keyword}: unbalanced braces (write {{{{ and }}}} for a brace)") from None
+                if unknown := sorted(name for name in named if name not in figures):
+                    raise ValueError(f"{kind}.data.{keyword} names {', '.join(unknown)}: "
+                                     f"a {kind} message has {', '.join(figures)}")
+        return self
 
 
 class WeChatChannel(s.Body):
@@ -29,6 +64,10 @@ class WeChatChannel(s.Body):
     pay_public_key_id: str | None = Field(None, pattern=r"^[0-9A-Za-z_]{1,64}$",
                                           description="WeChat Pay's public key id: what it sends as Wechatpay-Serial")
     pay_public_key: str | None = Field(None, max_length=4096, description="WeChat Pay's public key, PEM (write-only)")
+    subscribe_templates: SubscribeTemplates | None = Field(
+        None, description="subscribe messages: the template of each kind (docs/mini-program.md)")
+    miniprogram_state: Literal["formal", "trial", "developer"] = Field(
+        "formal", description="which version of the mini-program a message opens")
 
     @model_validator(mode="after")
     def _pay_fields_together(self):
@@ -52,6 +91,8 @@ class ChannelOut(BaseModel):
     app_id: str
     mch_id: str | None
     pay_public_key_id: str | None
+    subscribe_templates: SubscribeTemplates | None
+    miniprogram_state: str | None
     secrets_set: list[str] = Field(description="which write-only fields are set (their values are never shown)")
     created_at: str
     updated_at: str
@@ -73,7 +114,7 @@ class ChannelPage(BaseModel):
                        "Marketplace shops come with their channels (not yet accepted).")
 async def connect(call: Call):
     body = call.body
-    channel, created = await channels.connect_wechat(call.chain_id, body.model_dump(), call.services.vault,
+    channel, created = await channels.connect_wechat(call.chain_id, body.model_dump(exclude_none=True), call.services.vault,
                                                      call.services.clock.now())
     call.services.channels.drop(("wechat", body.app_id))
     if body.mch_id:

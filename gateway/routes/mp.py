@@ -2,8 +2,8 @@
 
 ``POST /v1/mp/login`` turns a ``wx.login()`` code into a member token; everything else takes that
 token (``Authorization: Bearer mt.…``). A token whose WeChat account has not joined yet is
-accepted by ``/v1/mp/join``, ``DELETE /v1/mp/session`` and ``GET /v1/mp/rewards`` only (403
-``join_required`` elsewhere).
+accepted by ``/v1/mp/join``, ``DELETE /v1/mp/session``, ``GET /v1/mp/rewards`` and
+``/v1/mp/me/subscriptions`` only (403 ``join_required`` elsewhere).
 """
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ import asyncio
 import io
 import uuid
 from datetime import date
-from typing import Literal
+from typing import Annotated, Literal
 
 import qrcode
 import qrcode.image.pure
 import qrcode.image.svg
 from aiohttp import web
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from adapters.wechat.client import App
-from loyalty_core import behaviors, codes, coupons, joining, mall, members, sessions
+from loyalty_core import behaviors, codes, coupons, joining, mall, members, messages, sessions
 from loyalty_core.errors import NotFound
 from loyalty_core.models import Reward
 
@@ -281,3 +281,66 @@ async def bind(call: Call):
     created = await joining.bind(call.chain_id, member_id, body.platform, body.buyer_id)
     return Reply({"platform": body.platform, "buyer_id": body.buyer_id, "member_id": member_id},
                  201 if created else 200)
+
+
+class SubscriptionOut(BaseModel):
+    kind: Literal["points_earned", "coupon_received", "points_expiring"]
+    template_id: str = Field(description="what to pass to wx.requestSubscribeMessage({tmplIds})")
+    status: Literal["accept", "reject", "ban"] | None = Field(description="the account's last answer; null: never asked")
+    remaining: int = Field(description="messages of this kind the account still allows (each accept: one)")
+
+
+class SubscriptionsOut(BaseModel):
+    items: list[SubscriptionOut]
+
+
+class SubscribeResults(s.Body):
+    results: dict[Annotated[str, Field(min_length=1, max_length=128)], str] = Field(
+        max_length=30, description="what wx.requestSubscribeMessage answered, as it answered it: "
+                                   "{\"<template id>\": \"accept\" | \"reject\" | \"ban\" | \"filter\", \"errMsg\": ...}")
+
+    @model_validator(mode="after")
+    def _answers(self):
+        for template_id, answer in self.results.items():
+            if template_id != "errMsg" and answer not in messages.CONSENTS:
+                raise ValueError(f"results[{template_id!r}] is {answer[:20]!r}: one of {', '.join(messages.CONSENTS)}")
+        return self
+
+
+async def _templates(call: Call) -> dict[str, str]:
+    """The kinds of message this member's app sends, and the template of each."""
+    channel = await call.connected("wechat", call.principal.app_id)
+    return {kind: template["template_id"] for kind, template in (channel.settings.get("subscribe_templates") or {}).items()
+            if template and kind in messages.KINDS}
+
+
+async def _subscriptions(call: Call, templates: dict[str, str]) -> dict:
+    principal = call.principal
+    held = await messages.consents(call.chain_id, principal.channel_id, principal.openid)
+    return {"items": [{"kind": kind, "template_id": template_id,
+                       "status": held[template_id].status if template_id in held else None,
+                       "remaining": held[template_id].remaining if template_id in held else 0}
+                      for kind, template_id in templates.items()]}
+
+
+@API.route("GET", "/v1/mp/me/subscriptions", auth="member", summary="Subscribe messages: templates and consent",
+           tag="mini-program", response=SubscriptionsOut, errors=("unauthorized",),
+           description="The kinds of subscribe message this app sends (points earned, coupon received, points "
+                       "about to expire), each with the template id to ask for with wx.requestSubscribeMessage, "
+                       "and how many messages of it this WeChat account still allows.")
+async def my_subscriptions(call: Call):
+    return await _subscriptions(call, await _templates(call))
+
+
+@API.route("POST", "/v1/mp/me/subscriptions", auth="member", summary="Report what the member chose in a subscribe popup",
+           tag="mini-program", body=SubscribeResults, response=SubscriptionsOut,
+           errors=("unauthorized", "validation_error"),
+           description="Pass wx.requestSubscribeMessage's answer as it came: each accept allows one more message of "
+                       "that template, reject and ban allow none. Templates this app does not send are ignored. "
+                       "WeChat's own push of the popup (subscribe_msg_popup_event) is recorded too.")
+async def report_subscriptions(call: Call):
+    principal, templates = call.principal, await _templates(call)
+    sent = set(templates.values())
+    results = {template_id: answer for template_id, answer in call.body.results.items() if template_id in sent}
+    await messages.consent(call.chain_id, principal.channel_id, principal.openid, results, call.services.clock.now())
+    return await _subscriptions(call, templates)

@@ -11,7 +11,10 @@ membercard updateuser, subscribeMessage.send):
   ``{errcode: 0, errmsg: "ok", phone_info: {phoneNumber, purePhoneNumber, countryCode, watermark}}``.
 - ``POST /card/membercard/updateuser?access_token=`` → ``{errcode: 0, result_bonus, result_balance, openid}``
   (recorded in ``card_updates``).
-- ``POST /cgi-bin/message/subscribe/send?access_token=`` → ``{errcode: 0}`` (recorded in ``messages``).
+- ``POST /cgi-bin/message/subscribe/send?access_token=`` → ``{errcode: 0, msgid}`` (recorded in ``messages``)
+  when the user allowed one more message of that template (``subscribe``: one per accept, as a
+  one-time subscription), else 43101; 40037 without a template id, 47003 for a value too long for
+  its keyword's type (``thing`` 20 characters, ``number`` 32, ...) or a keyword without ``value``.
 
 ``POST /_fake/codes`` (not WeChat's) hands out codes to a demo or a test in another process.
 ``python -m tests.fakes.wechat --port 8081`` serves it, accepting any app (``make run`` does).
@@ -50,6 +53,7 @@ class FakeWeChat:
         self.calls: Counter[str] = Counter()
         self.card_updates: list[dict] = []
         self.messages: list[dict] = []
+        self.allowed: Counter[tuple[str, str, str]] = Counter()  # (app, openid, template) -> sends left
         self.token_fetches: Counter[str] = Counter()
         self.fetch_delay = 0.0
 
@@ -67,6 +71,10 @@ class FakeWeChat:
         code = secrets.token_hex(16)
         self.phone_codes[code] = (app_id, phone)
         return code
+
+    def subscribe(self, app_id: str, openid: str, template_id: str) -> None:
+        """The user tapped "accept" for this template in a subscribe popup: one message allowed."""
+        self.allowed[(app_id, openid, template_id)] += 1
 
     def fail(self, path: str, errcode: int, times: int = 1) -> None:
         self.failures.setdefault(path, []).extend([errcode] * times)
@@ -183,11 +191,27 @@ class FakeWeChat:
                                   "result_balance": body.get("balance", 0), "openid": body.get("code", "")})
 
     async def _subscribe(self, request: web.Request) -> web.Response:
-        _, refused = self._with_token(request)
+        app, refused = self._with_token(request)
         if refused is not None:
             return refused
-        self.messages.append(await request.json())
-        return web.json_response({"errcode": 0, "errmsg": "ok"})
+        body = await request.json()
+        if not body.get("template_id"):
+            return _error(40037, "invalid template_id")
+        for keyword, value in (body.get("data") or {}).items():
+            text = value.get("value") if isinstance(value, dict) else None
+            limit = KEYWORD_LIMITS.get(keyword.rstrip("0123456789"), 200)
+            if not isinstance(text, str) or not text or len(text) > limit:
+                return _error(47003, f"argument invalid! data.{keyword}.value invalid")
+        granted = (app.app_id, body.get("touser", ""), body["template_id"])
+        if self.allowed[granted] <= 0:
+            return _error(43101, "user refuse to accept the msg")
+        self.allowed[granted] -= 1
+        self.messages.append(body)
+        return web.json_response({"errcode": 0, "errmsg": "ok", "msgid": len(self.messages)})
+
+
+KEYWORD_LIMITS = {"thing": 20, "name": 10, "phrase": 5, "character_string": 32, "number": 32, "letter": 32,
+                  "symbol": 5, "time": 40, "date": 40, "amount": 20}
 
 
 def _error(code: int, message: str) -> web.Response:

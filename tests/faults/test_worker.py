@@ -100,9 +100,9 @@ async def test_retention_deletes_old_delivered_rows_in_bounded_batches_and_keeps
 
             schedule = Schedule(FrozenClock(now), retention=timedelta(days=7), batch=2, max_batches=2)
             # at most batch x max_batches rows per table and run, the next run goes on
-            assert await schedule.prune(now) == {"outbox_events": 4, "idempotency_records": 3}
-            assert await schedule.prune(now) == {"outbox_events": 1, "idempotency_records": 0}
-            assert await schedule.prune(now) == {"outbox_events": 0, "idempotency_records": 0}
+            assert await schedule.prune(now) == {"outbox_events": 4, "idempotency_records": 3, "message_sends": 0}
+            assert await schedule.prune(now) == {"outbox_events": 1, "idempotency_records": 0, "message_sends": 0}
+            assert await schedule.prune(now) == {"outbox_events": 0, "idempotency_records": 0, "message_sends": 0}
             kept = set(await OutboxEvent.filter(event_id__startswith="retention-").values_list("event_id", flat=True))
             assert kept == {"retention-delivered-late", "retention-new", "retention-dead-old", "retention-pending-old"}
             assert await IdempotencyRecord.all().values_list("key", flat=True) == ["new"]
