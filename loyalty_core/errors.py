@@ -228,6 +228,10 @@ class ChannelUnavailable(LoyaltyError):
 
     code, status, title = "wechat_error", 502, "WeChat refused or did not answer"
 
+    def __init__(self, detail: str | None = None, maybe_done: bool = False, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.maybe_done = maybe_done  # no answer, but the request may have reached the platform
+
 
 class JoinRequired(Forbidden):
     code, title = "join_required", "Join first: POST /v1/mp/join"

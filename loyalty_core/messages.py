@@ -22,13 +22,14 @@ nothing is left (``refused``). WeChat is the judge; the count only spares it sen
 
 **Once per event and account.** ``take`` writes the ``MessageSend`` row and uses the consent in one
 transaction, before anything is sent: a resent outbox event finds the row and sends nothing. A
-send that failed for sure (``failed``) gives the consent back and may be tried again; a worker
-that dies between taking and sending leaves ``sending``, and that message is never sent (a
-notice lost rather than one sent twice).
+send that failed for sure (``failed``: WeChat answered an error, or no connection was made)
+gives the consent back and may be tried again; one that may have reached WeChat without an
+answer (``unknown``), and a worker that dies between taking and sending (``sending``), are never
+tried again: a notice lost rather than one sent twice.
 """
 from __future__ import annotations
 
-import string
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -49,12 +50,13 @@ KINDS: dict[str, tuple[str, ...]] = {
 }
 TOPICS = {"balance.changed": "points_earned", "coupon.issued": "coupon_received", "points.expiring": "points_expiring"}
 CONSENTS = ("accept", "reject", "ban", "filter")  # what wx.requestSubscribeMessage answers per template
-SENDING, SENT, NO_CONSENT, REFUSED, FAILED, INVALID = "sending", "sent", "no_consent", "refused", "failed", "invalid"
+SENDING, SENT, NO_CONSENT, REFUSED, FAILED, INVALID, UNKNOWN = (
+    "sending", "sent", "no_consent", "refused", "failed", "invalid", "unknown")
 
 REASONS = {"order": "消费积分", "adjustment": "积分调整", "review": "积分补发", "topup": "充值赠送"}
 BEHAVIOR_REASONS = {"register": "注册有礼", "checkin": "每日签到", "invite": "邀请好友", "review": "评价有礼",
                     "share": "分享有礼", "complete_profile": "完善资料"}
-NOT_EARNED = ("merge",)
+NOT_EARNED = ("merge", "refund")  # points moved, or given back by a refund: not earned
 EARNED = ("SELECT e.kind, e.reason, e.occurred_at, SUM(p.amount) AS points FROM journal_entries e "
           "JOIN postings p ON p.chain_id = e.chain_id AND p.entry_id = e.id "
           "JOIN accounts a ON a.chain_id = p.chain_id AND a.id = p.account_id "
@@ -63,7 +65,12 @@ EARNED = ("SELECT e.kind, e.reason, e.occurred_at, SUM(p.amount) AS points FROM 
 USE_CONSENT = ("UPDATE message_subscriptions SET remaining = remaining - 1, updated_at = $5 WHERE chain_id = $1 "
                "AND channel_id = $2 AND openid = $3 AND template_id = $4 AND status = 'accept' AND remaining > 0")
 GIVE_BACK = ("UPDATE message_subscriptions SET remaining = remaining + 1, updated_at = $5 WHERE chain_id = $1 "
-             "AND channel_id = $2 AND openid = $3 AND template_id = $4")
+             "AND channel_id = $2 AND openid = $3 AND template_id = $4 AND status = 'accept'")
+# one answer of the account: accept adds one to what an earlier accept left, reject and ban leave none
+ANSWERED = ("UPDATE message_subscriptions SET remaining = CASE WHEN $5 = 'accept' THEN "
+            "(CASE WHEN status = 'accept' THEN remaining ELSE 0 END) + 1 ELSE 0 END, status = $5, updated_at = $6 "
+            "WHERE chain_id = $1 AND channel_id = $2 AND openid = $3 AND template_id = $4")
+FIGURE = re.compile(r"\{\{|\}\}|\{([a-z_]+)\}|[{}]")
 
 
 @dataclass(frozen=True)
@@ -74,12 +81,27 @@ class Notice:
 
 
 def placeholders(text: str) -> set[str]:
-    """The ``{name}`` figures a template's text names (ValueError: not a format string)."""
-    return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+    """The figures a template's text names, each written ``{name}`` and nothing more (no format
+    spec, conversion or attribute); ``{{`` and ``}}`` are braces. ValueError otherwise."""
+    names = set()
+    for found in FIGURE.finditer(text):
+        if found.group(0) in ("{", "}"):
+            raise ValueError("a figure is written {name}, nothing more; a brace itself is {{ or }}")
+        if found.group(1):
+            names.add(found.group(1))
+    return names
 
 
 def render(text: str, figures: dict[str, str]) -> str:
-    return text.format_map(figures)
+    """The text with its figures in (KeyError: a figure the notice does not have)."""
+    def value(found: re.Match) -> str:
+        token = found.group(0)
+        if token in ("{{", "}}"):
+            return token[0]
+        if found.group(1):
+            return figures[found.group(1)]
+        raise ValueError(f"a lone {token!r} in a template's text")
+    return FIGURE.sub(value, text)
 
 
 # --- what an event tells the member -------------------------------------------------------
@@ -146,24 +168,20 @@ async def wechat_accounts(chain_id: int, member_id: int) -> list[tuple[str, str]
 
 async def consent(chain_id: int, channel_id: int, openid: str, results: dict[str, str], now: datetime) -> None:
     """What the account answered per template: "accept" allows one more message, "reject" and
-    "ban" none (what WeChat calls "filter", a template it hid, changes nothing)."""
+    "ban" none (what WeChat calls "filter", a template it hid, changes nothing). One statement per
+    answer, so that an answer and a send at the same moment never lose either."""
     for template_id, status in results.items():
         if status not in ("accept", "reject", "ban"):
             continue
-        async with in_transaction():
-            held = await MessageSubscription.select_for_update().get_or_none(
-                chain_id=chain_id, channel_id=channel_id, openid=openid, template_id=template_id)
-            remaining = ((held.remaining if held and held.status == "accept" else 0) + 1) if status == "accept" else 0
-            if held is not None:
-                await MessageSubscription.filter(chain_id=chain_id, id=held.id).update(
-                    status=status, remaining=remaining, updated_at=now)
-                continue
-            try:
-                await MessageSubscription.create(chain_id=chain_id, channel_id=channel_id, openid=openid,
-                                                 template_id=template_id, status=status, remaining=remaining,
-                                                 updated_at=now)
-            except IntegrityError:  # the push and the mini-program at once: one of them is enough
-                pass
+        key = (chain_id, channel_id, openid, template_id)
+        if await sql.execute(ANSWERED, *key, status, now):
+            continue
+        try:
+            await MessageSubscription.create(chain_id=chain_id, channel_id=channel_id, openid=openid,
+                                             template_id=template_id, status=status,
+                                             remaining=1 if status == "accept" else 0, updated_at=now)
+        except IntegrityError:  # the push and the mini-program at once: count this answer on the row
+            await sql.execute(ANSWERED, *key, status, now)
 
 
 async def consents(chain_id: int, channel_id: int, openid: str) -> dict[str, MessageSubscription]:
@@ -200,14 +218,17 @@ async def sent(chain_id: int, send_id: int, now: datetime) -> None:
 
 
 async def not_sent(chain_id: int, send_id: int, status: str, errcode: int | None, now: datetime) -> None:
-    """The send did not happen. ``refused``: WeChat says the account allows no message (none left);
-    ``failed`` (to be tried again) and ``invalid`` (the app's template settings are wrong): the
-    consent was not used, and is given back."""
+    """The send did not happen, or may not have. ``refused``: WeChat says the account allows no
+    message: none left (but an accept recorded since the send was taken stays). ``failed`` (to be
+    tried again) and ``invalid`` (the app's template settings are wrong): the consent was not
+    used, and is given back. ``unknown`` (no answer after the request may have reached WeChat):
+    never tried again, the consent counted as used."""
     async with in_transaction():
         send = await MessageSend.get(chain_id=chain_id, id=send_id)
         await MessageSend.filter(chain_id=chain_id, id=send_id).update(status=status, errcode=errcode, updated_at=now)
         if status == REFUSED:
             await MessageSubscription.filter(chain_id=chain_id, channel_id=send.channel_id, openid=send.openid,
-                                             template_id=send.template_id).update(remaining=0, updated_at=now)
-        else:
+                                             template_id=send.template_id, updated_at__lte=send.updated_at
+                                             ).update(remaining=0, updated_at=now)
+        elif status != UNKNOWN:
             await sql.execute(GIVE_BACK, chain_id, send.channel_id, send.openid, send.template_id, now)

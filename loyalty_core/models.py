@@ -217,7 +217,7 @@ class MessageSend(Model):
     openid = fields.CharField(max_length=128)
     kind = fields.CharField(max_length=32)
     template_id = fields.CharField(max_length=128)
-    status = fields.CharField(max_length=16)  # sending, sent, no_consent, refused, failed
+    status = fields.CharField(max_length=16)  # sending, sent, no_consent, refused, failed, invalid, unknown
     errcode = fields.IntField(null=True)
     created_at = fields.DatetimeField()
     updated_at = fields.DatetimeField()

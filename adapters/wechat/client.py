@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import requests
+import urllib3
 import structlog
 from wechatpy.client import WeChatClient
 from wechatpy.client.api.base import BaseWeChatAPI
@@ -200,7 +201,10 @@ class WeChat:
                     continue
                 raise self._mapped(code, error, token is not None) from None
             except requests.RequestException as error:
-                raise ChannelUnavailable(f"WeChat did not answer: {type(error).__name__}") from None
+                # ``maybe_done``: the request may have reached WeChat (a read timeout, a reset
+                # connection): whoever must not do a thing twice cannot simply send it again
+                raise ChannelUnavailable(f"WeChat did not answer: {type(error).__name__}",
+                                         maybe_done=not _never_sent(error)) from None
         raise AssertionError("unreachable")
 
     @staticmethod
@@ -217,6 +221,15 @@ class WeChat:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="wechatpy")
         return await asyncio.get_running_loop().run_in_executor(self._pool, work)
+
+
+def _never_sent(error: requests.RequestException) -> bool:
+    """True when the request cannot have reached WeChat: no connection was made."""
+    if isinstance(error, requests.ConnectTimeout):
+        return True
+    reason = getattr(error.args[0], "reason", None) if error.args else None
+    return isinstance(error, requests.ConnectionError) and isinstance(
+        reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError))
 
 
 def _errcode(error: WeChatClientException) -> int | None:

@@ -11,9 +11,11 @@ whole message.
 
 WeChat's answers: ``43101`` (the user allows no message of this template) is final, and leaves
 the account no consent; ``40003``/``40037``/``41030``/``47003`` (wrong openid, template, page or
-data: the app's settings, not the moment) are final too and logged, the consent given back; any
-other error is raised, so that the outbox tries the event again (the accounts already sent to are
-not sent to again).
+data: the app's settings, not the moment) are final too and logged, the consent given back. No
+answer after the request may have reached WeChat (a read timeout, a reset connection) is final
+as ``unknown``: WeChat may have sent it, and a second send could tell the member twice. Any other
+error (WeChat answered an errcode, or no connection was made) is raised, so that the outbox tries
+the event again (the accounts already sent to are not sent to again).
 
 Sources: WeChat's docs for ``subscribeMessage.send`` (``POST cgi-bin/message/subscribe/send?access_token=``
 with ``touser``, ``template_id``, ``page``, ``data: {keyword: {value}}``, ``miniprogram_state``
@@ -75,7 +77,12 @@ class SubscribeMessages:
 
     async def _send(self, event, channel: channels.Connected, openid: str, template: dict,
                     notice: messages.Notice) -> None:
-        chain_id, body = event.chain_id, message_body(openid, template, notice, channel.settings)
+        chain_id = event.chain_id
+        try:
+            body = message_body(openid, template, notice, channel.settings)
+        except (KeyError, ValueError) as error:  # settings stored before today's checks: skip, say so
+            log.warning("wechat.template_invalid", app_id=channel.external_id, kind=notice.kind, error=str(error))
+            return
         send_id = await messages.take(chain_id, channel.id, openid, event.event_id, notice.kind,
                                       template["template_id"], self.clock.now())
         if send_id is None:
@@ -85,7 +92,7 @@ class SubscribeMessages:
         except ChannelUnavailable as error:
             errcode = error.extra.get("errcode")
             status = (messages.REFUSED if errcode == REFUSED else messages.INVALID if errcode in INVALID
-                      else messages.FAILED)
+                      else messages.UNKNOWN if error.maybe_done else messages.FAILED)
             await messages.not_sent(chain_id, send_id, status, errcode, self.clock.now())
             if status == messages.FAILED:
                 raise

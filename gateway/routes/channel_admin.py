@@ -43,8 +43,8 @@ class SubscribeTemplates(s.Body):
             for keyword, text in (template.data.items() if template else ()):
                 try:
                     named = messages.placeholders(text)
-                except ValueError:
-                    raise ValueError(f"{kind}.data.{keyword}: unbalanced braces (write {{{{ and }}}} for a brace)") from None
+                except ValueError as error:
+                    raise ValueError(f"{kind}.data.{keyword}: {error}") from None
                 if unknown := sorted(name for name in named if name not in figures):
                     raise ValueError(f"{kind}.data.{keyword} names {', '.join(unknown)}: "
                                      f"a {kind} message has {', '.join(figures)}")

@@ -17,7 +17,7 @@ import qrcode
 import qrcode.image.pure
 import qrcode.image.svg
 from aiohttp import web
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator
 
 from adapters.wechat.client import App
 from loyalty_core import behaviors, codes, coupons, joining, mall, members, messages, sessions
@@ -299,12 +299,13 @@ class SubscribeResults(s.Body):
         max_length=30, description="what wx.requestSubscribeMessage answered, as it answered it: "
                                    "{\"<template id>\": \"accept\" | \"reject\" | \"ban\" | \"filter\", \"errMsg\": ...}")
 
-    @model_validator(mode="after")
-    def _answers(self):
-        for template_id, answer in self.results.items():
+    @field_validator("results")
+    @classmethod
+    def _answers(cls, results: dict[str, str]) -> dict[str, str]:
+        for template_id, answer in results.items():
             if template_id != "errMsg" and answer not in messages.CONSENTS:
-                raise ValueError(f"results[{template_id!r}] is {answer[:20]!r}: one of {', '.join(messages.CONSENTS)}")
-        return self
+                raise ValueError(f"{template_id!r} is {answer[:20]!r}: one of {', '.join(messages.CONSENTS)}")
+        return results
 
 
 async def _templates(call: Call) -> dict[str, str]:

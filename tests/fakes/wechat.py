@@ -56,6 +56,7 @@ class FakeWeChat:
         self.allowed: Counter[tuple[str, str, str]] = Counter()  # (app, openid, template) -> sends left
         self.token_fetches: Counter[str] = Counter()
         self.fetch_delay = 0.0
+        self.send_delay = 0.0  # how long a subscribe message takes to answer (after it was sent)
 
     # --- what a test sets up --------------------------------------------------------------
     def add_app(self, app_id: str, secret: str) -> None:
@@ -207,6 +208,8 @@ class FakeWeChat:
             return _error(43101, "user refuse to accept the msg")
         self.allowed[granted] -= 1
         self.messages.append(body)
+        if self.send_delay:
+            await asyncio.sleep(self.send_delay)
         return web.json_response({"errcode": 0, "errmsg": "ok", "msgid": len(self.messages)})
 
 

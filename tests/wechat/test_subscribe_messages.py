@@ -8,6 +8,10 @@ import uuid
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
+from adapters.wechat.client import WeChat
+from adapters.wechat.messages import SubscribeMessages
+from gateway.app import SERVICES
+from loyalty_core.messages import render
 from loyalty_core.models import MessageSend, OutboxEvent, PointsLot
 
 from ..e2e.programs import line, order, program
@@ -158,6 +162,46 @@ async def test_wechat_refusing_leaves_no_consent_and_a_failure_is_sent_on_the_re
     assert len(sent_to(fake_wechat, "o_failing")) == 1
 
 
+async def test_no_answer_after_wechat_may_have_sent_is_never_sent_again(chain, fake_wechat, clock):
+    await chain.set_program(PLAIN)
+    shop = await shop_with_templates(chain, fake_wechat)
+    _, member = await shop.member("13500000035", openid="o_timeout")
+    await accept(shop, "o_timeout", times=2)
+    await relay(chain).run_once()
+    services = chain.client.server.app[SERVICES]
+    impatient = WeChat(fake_wechat.base_url, services.cache, timeout=0.3)
+    handler = SubscribeMessages(impatient, services.vault, services.clock)
+    try:
+        await buy(chain, clock, "TO1", member["id"], 1000)
+        event = await OutboxEvent.filter(chain_id=chain.chain_id, topic="balance.changed").order_by("-id").first()
+        fake_wechat.send_delay = 1.0  # WeChat sends it, and answers too late
+        await handler(event)
+        fake_wechat.send_delay = 0.0
+        await handler(event)  # the outbox delivers the event again: WeChat may have sent it, so nothing
+    finally:
+        impatient.close()
+    assert len(sent_to(fake_wechat, "o_timeout")) == 1
+    assert await MessageSend.filter(chain_id=chain.chain_id, status="unknown").count() == 1
+
+
+async def test_a_refund_that_gives_redeemed_points_back_is_no_points_earned(chain, fake_wechat, clock):
+    await chain.set_program(PLAIN)
+    shop = await shop_with_templates(chain, fake_wechat)
+    _, member = await shop.member("13500000036", openid="o_refund")
+    await chain.admin("POST", f"/v1/members/{member['id']}/adjustments",
+                      {"account": "points", "amount": 500, "reason": "gift"}, idempotency_key=uuid.uuid4().hex)
+    sale = await chain.sale(order("RF1", [line("BEANS", "coffee", 10000)], 9800, member_id=member["id"],
+                                  redeem_points=200, at=clock.now().isoformat()))
+    assert sale["points_redeemed"] == 200 and sale["points_earned"] == 98
+    await relay(chain).run_once()
+    await accept(shop, "o_refund", times=3)
+    refunded = await chain.pos("POST", "/v1/pos/orders/RF1/refunds", {"refund_id": "RF1-R", "amount": 9800})
+    assert refunded.status == 201, await refunded.text()
+    assert (await chain.member(member["id"]))["balances"]["points"] == 500  # +200 back, -98 taken
+    await relay(chain).run_once()
+    assert fake_wechat.messages == []
+
+
 async def test_a_coupon_from_the_mall_is_told_with_its_name_cut_to_what_wechat_takes(chain, fake_wechat, clock):
     await chain.set_program(PLAIN)
     shop = await shop_with_templates(chain, fake_wechat)
@@ -224,11 +268,21 @@ async def test_templates_that_name_unknown_figures_or_keywords_are_refused_and_n
     shop = await connect(chain, fake_wechat)
     bad_figure = {"points_earned": {"template_id": "T1", "data": {"thing1": "{points} {nope}"}}}
     bad_keyword = {"coupon_received": {"template_id": "T2", "data": {"Thing1": "{coupon}"}}}
-    unbalanced = {"points_expiring": {"template_id": "T3", "data": {"thing1": "{points"}}}
-    for templates, field in ((bad_figure, "nope"), (bad_keyword, "Thing1"), (unbalanced, "unbalanced")):
+    def text(value: str) -> dict:
+        return {"points_expiring": {"template_id": "T3", "data": {"thing1": value}}}
+    for templates, field in ((bad_figure, "nope"), (bad_keyword, "Thing1"), (text("{points"), "thing1"),
+                             (text("{points:d}"), "thing1"), (text("{points!r}"), "thing1"),
+                             (text("{points.__class__}"), "thing1"), (text("{points:>999999999}"), "thing1"),
+                             (text("{points:{balance}}"), "thing1"), (text("{0}"), "thing1")):
         response = await chain.admin("POST", "/v1/channels", {"platform": "wechat", "app_id": shop.app_id,
                                                               "app_secret": shop.secret, "subscribe_templates": templates})
         body = await problem(response, 422, "validation_error")
         assert field in str(body["errors"])
     listed = (await (await chain.admin("GET", "/v1/channels")).json())["items"]
     assert [c["subscribe_templates"] for c in listed] == [None]
+    braces = text("{{VIP}} {points} 积分")
+    kept = await chain.admin("POST", "/v1/channels", {"platform": "wechat", "app_id": shop.app_id,
+                                                      "app_secret": shop.secret, "subscribe_templates": braces})
+    assert kept.status == 200 and (await kept.json())["subscribe_templates"]["points_expiring"]["data"] == {
+        "thing1": "{{VIP}} {points} 积分"}
+    assert render("{{VIP}} {points} 积分", {"points": "50"}) == "{VIP} 50 积分"
