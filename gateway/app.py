@@ -16,7 +16,7 @@ from .problems import problem_middleware
 from .redis import KeySpace, connect
 from .routes import API
 from .routes import (admin, channel_admin, coupon_admin, hooks, mall_admin, mp, pos,  # noqa: F401  (registers their operations)
-                     reports, review_admin, segment_admin, system)
+                     reports, review_admin, segment_admin, system, webhook_admin)
 from .services import SERVICES, Services
 from .settings import Settings
 

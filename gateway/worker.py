@@ -21,7 +21,7 @@ from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
-from loyalty_core import jobs
+from loyalty_core import jobs, webhooks
 from loyalty_core.clock import Clock
 from loyalty_core.models import Chain, IdempotencyRecord, MessageSend, OutboxEvent
 from loyalty_core.outbox import backoff
@@ -29,6 +29,7 @@ from loyalty_core.outbox import backoff
 from adapters.wechat.cards import CardSync
 from adapters.wechat.client import WeChat
 from adapters.wechat.messages import SubscribeMessages
+from adapters.webhooks import FanOut, WebhookSender
 from loyalty_core.crypto import Vault
 
 from . import idempotency
@@ -56,8 +57,8 @@ async def log_sink(event: OutboxEvent) -> None:
 
 
 class Relay:
-    """Delivers due outbox rows to the handlers of their topic (``routes``; the ``"*"`` entry
-    serves every topic without its own; without either, the log)."""
+    """Delivers due outbox rows to the handlers of their topic and to those of ``"*"`` (every topic)
+    in ``routes``; a topic that has neither goes to the log."""
 
     def __init__(self, clock: Clock, routes: dict[str, list[Deliver]] | None = None, batch: int = 50,
                  lease: timedelta = LEASE) -> None:
@@ -90,7 +91,7 @@ class Relay:
         return rows
 
     async def deliver(self, event: OutboxEvent) -> None:
-        for handler in self.routes.get(event.topic) or self.routes.get(ANY_TOPIC) or [log_sink]:
+        for handler in [*self.routes.get(event.topic, []), *self.routes.get(ANY_TOPIC, [])] or [log_sink]:
             await handler(event)
 
     async def run_once(self) -> int:
@@ -106,7 +107,8 @@ class Relay:
         try:
             await self.deliver(event)
         except Exception as error:  # any receiver failure is retried later, never lost
-            dead = attempts >= MAX_ATTEMPTS
+            dead = attempts >= MAX_ATTEMPTS if event.topic != webhooks.DELIVERY else webhooks.expired(
+                event, self.clock.now())
             await OutboxEvent.filter(chain_id=event.chain_id, id=event.id).update(
                 attempts=attempts, last_error=f"{type(error).__name__}: {error}"[:2000], locked_until=None,
                 status="dead" if dead else "pending", next_attempt_at=self.clock.now() + backoff(attempts))
@@ -193,15 +195,28 @@ class Schedule:
         return deleted
 
 
-def channel_routes(settings: Settings, cache: KeySpace, clock: Clock) -> tuple[dict[str, list[Deliver]], WeChat]:
+def channel_routes(settings: Settings, cache: KeySpace, clock: Clock) -> tuple[dict[str, list[Deliver]], "Closing"]:
     """Who receives which topic: WeChat member cards follow balance changes, subscribe messages
-    tell of points earned, coupons received and points about to expire; every other topic is logged."""
+    tell of points earned, coupons received and points about to expire, every public event fans
+    out to the chain's webhooks, and their deliveries are sent."""
     wechat, vault = WeChat(settings.wechat_api_base_url, cache), Vault(settings.require_secret())
-    routes: dict[str, list[Deliver]] = {}
-    for handler in (CardSync(wechat, vault, clock), SubscribeMessages(wechat, vault, clock)):
+    sender = WebhookSender(vault)
+    routes: dict[str, list[Deliver]] = {ANY_TOPIC: [FanOut(clock)]}
+    for handler in (CardSync(wechat, vault, clock), SubscribeMessages(wechat, vault, clock), sender):
         for topic in handler.topics:
             routes.setdefault(topic, []).append(handler)
-    return routes, wechat
+    return routes, Closing(wechat, sender)
+
+
+class Closing:
+    """What the channels' handlers hold open (WeChat's threads, the webhooks' HTTP session)."""
+
+    def __init__(self, wechat: WeChat, sender: WebhookSender) -> None:
+        self.wechat, self.sender = wechat, sender
+
+    async def close(self) -> None:
+        self.wechat.close()
+        await self.sender.close()
 
 
 async def run(clock: Clock, stop: asyncio.Event, interval: float = 1.0, settings: Settings | None = None,
@@ -209,17 +224,17 @@ async def run(clock: Clock, stop: asyncio.Event, interval: float = 1.0, settings
     """The worker's loop until ``stop``; ``settings`` default to the environment's. Without
     ``routes``, the channels' (``channel_routes``), over ``cache`` or a Redis of its own."""
     settings = settings or Settings.from_env()
-    own_redis = wechat = None
+    own_redis = held = None
     if routes is None:
         if cache is None:
             own_redis = connect(settings.redis_url)
             cache = KeySpace(own_redis, settings.redis_prefix)
-        routes, wechat = channel_routes(settings, cache, clock)
+        routes, held = channel_routes(settings, cache, clock)
     try:
         await _loop(clock, stop, interval, settings, routes)
     finally:
-        if wechat is not None:
-            wechat.close()
+        if held is not None:
+            await held.close()
         if own_redis is not None:
             await own_redis.aclose()
 

@@ -605,6 +605,22 @@ class IdempotencyRecord(Model):
         indexes = (("created_at",),)
 
 
+# A chain's own system that wants the chain's events (``POST /v1/webhooks``): its URL, the topics
+# it wants ("*": every public one) and the secret deliveries are signed with, kept encrypted.
+# Each delivery is an outbox row of topic ``webhook.delivery`` (``loyalty_core.webhooks``).
+class WebhookSubscription(Model):
+    id = fields.BigIntField(primary_key=True)
+    chain = fields.ForeignKeyField("loyalty.Chain", related_name="webhooks", on_delete=fields.RESTRICT)
+    url = fields.CharField(max_length=2000)
+    events = fields.JSONField()
+    secret_enc = fields.TextField()
+    active = fields.BooleanField(default=True)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "webhook_subscriptions"
+        indexes = (("chain_id", "active"),)
+
 # A domain event to deliver after commit; written in the same transaction as its cause.
 class OutboxEvent(Model):
     id = fields.BigIntField(primary_key=True)
