@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from datetime import datetime, timedelta
 from typing import Awaitable, Callable
 
@@ -40,6 +41,7 @@ from .settings import Settings
 
 log = structlog.get_logger("worker")
 LEASE = timedelta(seconds=60)
+LEASE_USE = 0.5  # of a batch's lease, spent on trying its rows; the rest stay leased until it is over
 RETENTION = timedelta(days=7)
 MESSAGE_RETENTION = timedelta(days=30)
 MAX_ATTEMPTS = 20
@@ -57,8 +59,10 @@ async def log_sink(event: OutboxEvent) -> None:
 
 
 class Relay:
-    """Delivers due outbox rows to the handlers of their topic and to those of ``"*"`` (every topic)
-    in ``routes``; a topic that has neither goes to the log."""
+    """Delivers due outbox rows to the handlers of ``"*"`` (every topic) and then to those of their
+    topic in ``routes``; a topic that has neither goes to the log. Rows claimed in one batch are
+    tried only while most of their lease is left (``LEASE_USE``): a slow receiver leaves the rest
+    leased, to be claimed again once the lease is over, never sent by two workers at once."""
 
     def __init__(self, clock: Clock, routes: dict[str, list[Deliver]] | None = None, batch: int = 50,
                  lease: timedelta = LEASE) -> None:
@@ -91,14 +95,20 @@ class Relay:
         return rows
 
     async def deliver(self, event: OutboxEvent) -> None:
-        for handler in [*self.routes.get(event.topic, []), *self.routes.get(ANY_TOPIC, [])] or [log_sink]:
+        # "*" first: the webhooks' fan-out is cheap and idempotent, and must not wait behind a
+        # channel that keeps failing (its retries would hold the event back for hours)
+        for handler in [*self.routes.get(ANY_TOPIC, []), *self.routes.get(event.topic, [])] or [log_sink]:
             await handler(event)
 
     async def run_once(self) -> int:
         """Deliver what is due; returns how many events were attempted."""
         await self._mark_unmarked()
         events = await self.claim(self.clock.now())
+        started = time.monotonic()
         for event in events:
+            if time.monotonic() - started > self.lease.total_seconds() * LEASE_USE:
+                log.warning("outbox.lease_running_out", left=len(events) - events.index(event))
+                break
             await self._attempt(event)
         return len(events)
 

@@ -95,6 +95,10 @@ class AlreadyExists(Conflict):
     code, title = "already_exists", "Already exists"
 
 
+class DeliveryPending(Conflict):
+    code, title = "delivery_pending", "This delivery is still being tried: replay it once it is delivered or dead"
+
+
 class LastOwnerKey(Conflict):
     code, title = "last_owner_key", "The last owner key cannot be revoked"
 

@@ -27,7 +27,7 @@ from tortoise.transactions import in_transaction
 
 from . import sql
 from .crypto import Vault
-from .errors import NotFound
+from .errors import DeliveryPending, NotFound
 from .models import OutboxEvent, WebhookSubscription
 from .unit import Seal, seal_with
 
@@ -37,8 +37,8 @@ ALL = "*"
 # What a chain's systems may subscribe to: every public topic of the outbox (not the worker's own:
 # member_card.sync, webhook.delivery).
 TOPICS = ("member.created", "member.merged", "member.erased", "balance.changed", "order.created", "order.refunded",
-          "tier.changed", "coupon.issued", "coupon.redeemed", "coupon.voided", "reward.redeemed", "points.expiring",
-          "review.opened", "review.decided")
+          "stored_value.topped_up", "behavior.rewarded", "tier.changed", "coupon.issued", "coupon.redeemed",
+          "coupon.voided", "reward.redeemed", "points.expiring", "review.opened", "review.decided")
 NAMESPACE = uuid.UUID("5b1d8c5e-1f0a-4c41-9f6e-6f7574626f78")
 STATUSES = ("pending", "delivered", "dead")
 
@@ -124,9 +124,15 @@ def deliveries(chain_id: int, status: str | None):
 
 
 async def replay(chain_id: int, delivery_id: int, now: datetime) -> dict:
-    """Send it again, now, with a new window (a dead one, or one delivered that the receiver lost)."""
-    if not await OutboxEvent.filter(chain_id=chain_id, id=delivery_id, topic=DELIVERY).update(
+    """Send it again, now, with a new window: a dead one once its receiver is fixed, or a delivered
+    one its receiver lost. One still being tried is 409 (a worker may be sending it right now);
+    one whose webhook was removed is not found."""
+    row = await OutboxEvent.get_or_none(chain_id=chain_id, id=delivery_id, topic=DELIVERY)
+    if row is None or not await in_chain(chain_id).filter(id=(row.payload or {}).get("webhook_id")).exists():
+        raise NotFound(f"No webhook delivery {delivery_id}")
+    if row.status == "pending" or not await OutboxEvent.filter(
+            chain_id=chain_id, id=delivery_id, status__in=("dead", "delivered")).update(
             status="pending", attempts=0, next_attempt_at=now, created_at=now, locked_until=None, last_error=None,
             delivered_at=None):
-        raise NotFound(f"No webhook delivery {delivery_id}")
+        raise DeliveryPending(f"Delivery {delivery_id} is still being tried")
     return delivery_view(await OutboxEvent.get(chain_id=chain_id, id=delivery_id))

@@ -5,6 +5,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, field_validator
+from yarl import URL
 
 from loyalty_core import webhooks
 
@@ -25,7 +26,12 @@ class NewWebhook(s.Body):
     @classmethod
     def _http_url(cls, url: str) -> str:
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            parts.port  # noqa: B018  (raises on a port that is no number or out of range)
+            host = URL(url).host
+        except ValueError:
+            raise ValueError("not a URL: its host or port is malformed") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or not host:
             raise ValueError("an http:// or https:// URL with a host")
         if parts.username or parts.password:
             raise ValueError("no credentials in the URL: deliveries are signed (X-Loyalty-Signature)")
@@ -113,8 +119,9 @@ async def list_deliveries(call: Call):
 
 @API.route("POST", "/v1/webhooks/deliveries/{delivery_id}/replay", auth="admin:configure",
            summary="Send a delivery again now", tag="webhooks", response=DeliveryOut, idempotent="optional",
-           errors=ERR_AUTH + ("not_found",),
+           errors=ERR_AUTH + ("not_found", "delivery_pending"),
            description="Due now, with a new 24 h window: a dead delivery once its receiver is fixed, or a delivered "
-                       "one its receiver lost. The receiver gets the same event id again.")
+                       "one its receiver lost. The receiver gets the same event id again. One still being tried is "
+                       "409 delivery_pending; one whose webhook was removed is 404.")
 async def replay(call: Call):
     return await webhooks.replay(call.chain_id, call.path_id("delivery_id"), call.services.clock.now())

@@ -114,6 +114,11 @@ async def test_a_receiver_that_is_down_gets_it_later_then_dead_after_24_hours_un
         await drain(worker, 1)
     dead = (await (await chain.admin("GET", "/v1/webhooks/deliveries?status=dead")).json())["items"]
     assert {d["type"] for d in dead} == {"order.created", "balance.changed"}
+    await sell(chain, clock, "D3", member["id"], 1000)
+    await drain(worker, 1)  # D3's events fanned out, their deliveries pending
+    waiting = (await (await chain.admin("GET", "/v1/webhooks/deliveries?status=pending")).json())["items"]
+    await problem(await chain.admin("POST", f"/v1/webhooks/deliveries/{waiting[0]['id']}/replay"), 409,
+                  "delivery_pending")
     assert all(d["next_attempt_at"] is None for d in dead)
     assert len(receiver.of_type("order.created")) == 1  # D2 never got through
 
@@ -122,7 +127,7 @@ async def test_a_receiver_that_is_down_gets_it_later_then_dead_after_24_hours_un
         replayed = await chain.admin("POST", f"/v1/webhooks/deliveries/{delivery['id']}/replay")
         assert replayed.status == 200 and (await replayed.json())["status"] == "pending"
     await drain(worker, 2)
-    assert sorted(e["data"]["txn_id"] for e in receiver.of_type("order.created")) == ["D1", "D2"]
+    assert sorted(e["data"]["txn_id"] for e in receiver.of_type("order.created")) == ["D1", "D2", "D3"]
     assert (await (await chain.admin("GET", "/v1/webhooks/deliveries?status=dead")).json())["items"] == []
 
 
@@ -132,13 +137,19 @@ async def test_unsubscribed_and_bad_input(chain, client, clock, receiver):
     for body, field in (({"url": "ftp://example.com/x", "events": ["*"]}, "url"),
                         ({"url": "https://user:pw@example.com/x", "events": ["*"]}, "url"),
                         ({"url": "https://example.com/x", "events": ["member_card.sync"]}, "events"),
-                        ({"url": "https://example.com/x", "events": []}, "events")):
+                        ({"url": "https://example.com/x", "events": []}, "events"),
+                        ({"url": "http://example.com:99999/x", "events": ["*"]}, "url"),
+                        ({"url": "http://example.com:abc/x", "events": ["*"]}, "url")):
         found = await problem(await chain.admin("POST", "/v1/webhooks", body), 422, "validation_error")
         assert field in str(found["errors"])
     await problem(await other.admin("DELETE", f"/v1/webhooks/{made['id']}"), 404, "not_found")
     await problem(await other.admin("POST", "/v1/webhooks/deliveries/1/replay"), 404, "not_found")
+    await chain.new_member("13600000020")
+    await drain(relay(chain))
+    [delivered] = (await (await chain.admin("GET", "/v1/webhooks/deliveries?status=delivered")).json())["items"]
     gone = await chain.admin("DELETE", f"/v1/webhooks/{made['id']}")
     assert gone.status == 204
+    await problem(await chain.admin("POST", f"/v1/webhooks/deliveries/{delivered['id']}/replay"), 404, "not_found")
     await chain.new_member("13600000021")
     await drain(relay(chain))
-    assert receiver.received == [] and (await (await chain.admin("GET", "/v1/webhooks")).json())["items"] == []
+    assert len(receiver.received) == 1 and (await (await chain.admin("GET", "/v1/webhooks")).json())["items"] == []
