@@ -22,7 +22,7 @@ from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
-from loyalty_core import jobs, webhooks
+from loyalty_core import inbox, jobs, webhooks
 from loyalty_core.clock import Clock
 from loyalty_core.models import Chain, IdempotencyRecord, MessageSend, OutboxEvent
 from loyalty_core.outbox import backoff
@@ -147,8 +147,9 @@ class Schedule:
     workers."""
 
     def __init__(self, clock: Clock, every: timedelta = timedelta(minutes=1), retention: timedelta = RETENTION,
-                 batch: int = PRUNE_BATCH, max_batches: int = PRUNE_MAX_BATCHES) -> None:
+                 batch: int = PRUNE_BATCH, max_batches: int = PRUNE_MAX_BATCHES, vault: Vault | None = None) -> None:
         self.clock = clock
+        self.vault = vault  # for the marketplaces' inbox retries (their channels' secrets)
         self.every = every
         self.retention = retention
         self.batch = batch
@@ -170,6 +171,8 @@ class Schedule:
                 report = await jobs.run_job(name, chain_id, now)
                 if report.processed:
                     log.info("job.ran", chain_id=chain_id, **report.as_dict(now))
+            if self.vault is not None and (tried := await inbox.retry_chain(chain_id, self.vault, now)):
+                log.info("inbox.retried", chain_id=chain_id, events=tried)
         await self.prune(now)
 
     async def prune(self, now: datetime) -> dict[str, int]:
@@ -252,7 +255,8 @@ async def run(clock: Clock, stop: asyncio.Event, interval: float = 1.0, settings
 async def _loop(clock: Clock, stop: asyncio.Event, interval: float, settings: Settings,
                 routes: dict[str, list[Deliver]]) -> None:
     relay = Relay(clock, routes, lease=timedelta(seconds=settings.outbox_lease_seconds))
-    schedule = Schedule(clock, retention=timedelta(days=settings.outbox_retention_days))
+    schedule = Schedule(clock, retention=timedelta(days=settings.outbox_retention_days),
+                        vault=Vault(settings.require_secret()))
     while not stop.is_set():
         try:
             delivered = await relay.run_once()

@@ -1,4 +1,4 @@
-"""Channels a chain connects: its WeChat mini-program app (marketplace shops come with their issue).
+"""Channels a chain connects: its WeChat mini-program app and its marketplace shops (Youzan).
 
 A channel is found by what a login or a push names, its platform and app (or shop) id, whatever
 the chain: one app belongs to one chain, so connecting it from a second chain is refused (409
@@ -25,6 +25,8 @@ FIELDS = {
                "secrets": ("app_secret", "token", "aes_key", "apiv3_key", "pay_public_key")},
     # the WeChat Pay merchant of an app, found by the mch_id its notifications name
     "wechatpay": {"id": "mch_id", "settings": ("app_id", "pay_public_key_id"), "secrets": ("apiv3_key", "pay_public_key")},
+    # marketplace shops, found by the shop id their pushes name
+    "youzan": {"id": "shop_id", "settings": ("client_id",), "secrets": ("client_secret",)},
 }
 
 
@@ -73,6 +75,13 @@ async def connect_wechat(chain_id: int, fields: dict, vault: Vault, now: datetim
         wechat = FIELDS["wechat"]
         return await connect(chain_id, "wechat", fields["app_id"], {name: fields.get(name) for name in wechat["settings"]},
                              {name: fields.get(name) for name in wechat["secrets"]}, vault, now)
+
+
+async def connect_shop(chain_id: int, platform: str, fields: dict, vault: Vault, now: datetime) -> tuple[Channel, bool]:
+    """A marketplace shop of this chain (``FIELDS[platform]``)."""
+    shape = FIELDS[platform]
+    return await connect(chain_id, platform, fields[shape["id"]], {name: fields.get(name) for name in shape["settings"]},
+                         {name: fields.get(name) for name in shape["secrets"]}, vault, now)
 
 
 def in_chain(chain_id: int):

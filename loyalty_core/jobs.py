@@ -64,6 +64,17 @@ async def _vest_one(chain_id: int, pending_id: int, program, now: datetime) -> i
         return None
 
 
+async def vest_order_now(chain_id: int, order_id: int, now: datetime) -> int:
+    """An order's pending points vest now (a marketplace order was confirmed); 0 when none wait."""
+    program = await get_program(chain_id)
+    total = 0
+    for pending_id in await PendingPoints.filter(chain_id=chain_id, order_id=order_id, vested=False).values_list(
+            "id", flat=True):
+        await PendingPoints.filter(chain_id=chain_id, id=pending_id, vested=False).update(vest_at=utc(now))
+        total += await _vest_one(chain_id, pending_id, program, now) or 0
+    return total
+
+
 EXPIRY_SCAN = 1000  # due lots read per step, in expiry order
 # The open lots in expiry order from where the last step stopped (an index of the open lots
 # only, migration 0006): the scan stops at the first lot not yet due, whatever the chain's history.

@@ -605,6 +605,34 @@ class IdempotencyRecord(Model):
         indexes = (("created_at",),)
 
 
+# An event a marketplace sent (a paid order, a confirmation, a refund), stored before it is applied:
+# ``event_id`` is the platform's own message id, so a resend is recognised; ``order_key`` the
+# platform's order id, so that a refund or confirmation that came first waits for its payment.
+# ``body`` is the request body as it came, ``event`` what the adapter read from it (``loyalty_core.inbox``).
+class InboxEvent(Model):
+    id = fields.BigIntField(primary_key=True)
+    chain = fields.ForeignKeyField("loyalty.Chain", related_name="inbox", on_delete=fields.RESTRICT)
+    channel = fields.ForeignKeyField("loyalty.Channel", related_name="inbox", on_delete=fields.RESTRICT)
+    event_id = fields.CharField(max_length=128)
+    kind = fields.CharField(max_length=16)        # paid, confirmed, refunded, closed, other
+    order_key = fields.CharField(max_length=128)
+    buyer_key = fields.CharField(max_length=128, null=True)  # the platform's buyer id, when it gives one
+    status = fields.CharField(max_length=16)      # received, applied, waiting, failed
+    reason = fields.CharField(max_length=300, null=True)
+    event = fields.JSONField()
+    body = fields.TextField()
+    attempts = fields.IntField(default=0)
+    next_attempt_at = fields.DatetimeField(null=True)
+    received_at = fields.DatetimeField()
+    applied_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "inbox_events"
+        unique_together = (("chain", "channel", "event_id"),)
+        indexes = (("chain_id", "channel_id", "order_key"), ("chain_id", "channel_id", "buyer_key"),
+                   ("chain_id", "status", "next_attempt_at"))
+
+
 # A chain's own system that wants the chain's events (``POST /v1/webhooks``): its URL, the topics
 # it wants ("*": every public one) and the secret deliveries are signed with, kept encrypted.
 # Each delivery is an outbox row of topic ``webhook.delivery`` (``loyalty_core.webhooks``).

@@ -64,6 +64,7 @@ class OrderInput:
     store_id: int | None = None
     channel: str = "pos"
     received_at: datetime | None = None
+    hold_until: datetime | None = None  # the points stay pending until then, or a confirmation (marketplaces)
 
 
 @dataclass(frozen=True)
@@ -234,7 +235,7 @@ async def _apply(chain_id: int, order: OrderInput, figures: pricing.Quote, progr
     balances = None
     if member is not None:
         principal, bonus = await _split_stored_value(chain_id, member.id, order.payments)
-        pending_until = _pending_until(program, order.occurred_at)
+        pending_until = order.hold_until or _pending_until(program, order.occurred_at)
         legs = _order_legs(member.id, row.points_redeemed, figures, principal, bonus, pending_until is not None)
         entry = await _post_order(chain_id, order, row, legs, tiers.tally(program, row.period, tiers.Figures(
             growth=figures.growth_to_earn, points_earned=figures.points_to_earn, spend=figures.payable, orders=1,

@@ -101,7 +101,7 @@ def clock() -> FrozenClock:
     return FrozenClock(datetime.now(timezone.utc).replace(microsecond=0))
 
 
-TABLES = ["webhook_subscriptions", "message_sends", "message_subscriptions", "member_cards", "member_sessions", "channels", "idempotency_records", "outbox_events", "reward_redemptions", "rewards", "coupons", "coupon_templates",
+TABLES = ["inbox_events", "webhook_subscriptions", "message_sends", "message_subscriptions", "member_cards", "member_sessions", "channels", "idempotency_records", "outbox_events", "reward_redemptions", "rewards", "coupons", "coupon_templates",
           "member_tags", "reviews", "segments", "behavior_events", "member_days", "member_figures", "refunds", "topups", "pending_points",
           "points_lots", "postings", "journal_entries", "orders", "accounts", "identities", "members", "terminals",
           "stores", "admin_keys", "chains"]

@@ -46,6 +46,7 @@ SELECT create_distributed_table('member_cards',        'chain_id', colocate_with
 SELECT create_distributed_table('message_subscriptions', 'chain_id', colocate_with => 'members');
 SELECT create_distributed_table('message_sends',       'chain_id', colocate_with => 'members');
 SELECT create_distributed_table('webhook_subscriptions', 'chain_id', colocate_with => 'members');
+SELECT create_distributed_table('inbox_events',        'chain_id', colocate_with => 'members');
 
 -- tortoise_migrations stays a local table of the coordinator: `loyalty migrate` runs there, and
 -- Citus sends the DDL of later migrations on distributed tables to their shards.

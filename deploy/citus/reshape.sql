@@ -74,6 +74,7 @@ ALTER TABLE member_cards        DROP CONSTRAINT member_cards_pkey,        ADD CO
 ALTER TABLE message_subscriptions DROP CONSTRAINT message_subscriptions_pkey, ADD CONSTRAINT message_subscriptions_pkey PRIMARY KEY (id, chain_id);
 ALTER TABLE message_sends       DROP CONSTRAINT message_sends_pkey,       ADD CONSTRAINT message_sends_pkey PRIMARY KEY (id, chain_id);
 ALTER TABLE webhook_subscriptions DROP CONSTRAINT webhook_subscriptions_pkey, ADD CONSTRAINT webhook_subscriptions_pkey PRIMARY KEY (id, chain_id);
+ALTER TABLE inbox_events        DROP CONSTRAINT inbox_events_pkey,        ADD CONSTRAINT inbox_events_pkey PRIMARY KEY (id, chain_id);
 
 -- 3. foreign keys between chain tables, with chain_id
 ALTER TABLE accounts        ADD CONSTRAINT accounts_member_id_fkey

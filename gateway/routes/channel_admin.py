@@ -4,9 +4,11 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, RootModel, ValidationError, model_validator
 
-from loyalty_core import channels, messages
+from loyalty_core import channels, inbox, messages
+from loyalty_core.marketplace import Shop
+from loyalty_core.errors import NotFound, ValidationFailed, field_errors
 
 from .. import schemas as s
 from ..api import Call, Reply
@@ -14,6 +16,8 @@ from . import API
 from .admin import ERR_AUTH
 
 PAY_FIELDS = ("mch_id", "apiv3_key", "pay_public_key_id", "pay_public_key")
+PLATFORMS = ("wechat", "youzan")
+MARKETPLACES = ("youzan",)
 KEYWORD = r"^[a-z_]{1,32}[0-9]{1,3}$"  # a template's keyword: thing1, number2, character_string12, time3
 
 
@@ -85,14 +89,43 @@ class WeChatChannel(s.Body):
         return self
 
 
+class YouzanChannel(s.Body):
+    platform: Literal["youzan"]
+    shop_id: str = Field(pattern=r"^[0-9]{1,20}$", description="the shop's kdt_id")
+    client_id: str = Field(pattern=r"^[0-9A-Za-z]{8,64}$", description="the Youzan cloud app's client_id")
+    client_secret: str = Field(pattern=r"^[0-9A-Za-z]{8,64}$", description="its client_secret (write-only)")
+
+
+Connection = Annotated[WeChatChannel | YouzanChannel, Field(discriminator="platform")]
+
+
+class ChannelIn(RootModel[Connection]):
+    """A connection of one platform (``platform`` says which); a field error names the field as it is in the body."""
+
+    @classmethod
+    def model_validate_json(cls, json_data, **kwargs):  # noqa: D102 (the union's tag out of the error paths)
+        try:
+            return super().model_validate_json(json_data, **kwargs)
+        except ValidationError as error:
+            problems = error.errors(include_url=False)
+            if any(p["type"] == "json_invalid" for p in problems):
+                raise
+            for problem in problems:
+                if problem["loc"] and problem["loc"][0] in PLATFORMS:
+                    problem["loc"] = problem["loc"][1:]
+            raise ValidationFailed(field_errors(problems)) from None
+
+
 class ChannelOut(BaseModel):
     id: int
     platform: str
-    app_id: str
-    mch_id: str | None
-    pay_public_key_id: str | None
-    subscribe_templates: SubscribeTemplates | None
-    miniprogram_state: str | None
+    app_id: str | None = None
+    shop_id: str | None = None
+    client_id: str | None = None
+    mch_id: str | None = None
+    pay_public_key_id: str | None = None
+    subscribe_templates: SubscribeTemplates | None = None
+    miniprogram_state: str | None = None
     secrets_set: list[str] = Field(description="which write-only fields are set (their values are never shown)")
     created_at: str
     updated_at: str
@@ -103,23 +136,26 @@ class ChannelPage(BaseModel):
     next_cursor: str | None
 
 
-@API.route("POST", "/v1/channels", auth="admin:configure", summary="Connect a WeChat app", tag="channels",
-           body=WeChatChannel, response=ChannelOut, status=201, idempotent="optional",
+@API.route("POST", "/v1/channels", auth="admin:configure", summary="Connect a WeChat app or a marketplace shop",
+           tag="channels", body=ChannelIn, response=ChannelOut, status=201, idempotent="optional",
            errors=ERR_AUTH + ("already_exists", "validation_error"),
-           description="A mini-program app belongs to one chain: connecting one that another chain holds is 409 "
-                       "already_exists. Connecting it again from this chain replaces the whole connection (200): "
-                       "send every field you want kept. Secrets are write-only; the answer lists which are set. "
-                       "With the WeChat Pay fields, the merchant (mch_id) is listed as a channel of its own "
-                       "(platform wechatpay), which pay notifications name; a merchant of another chain is 409. "
-                       "Marketplace shops come with their channels (not yet accepted).")
+           description="A mini-program app, or a Youzan shop, belongs to one chain: connecting one that another "
+                       "chain holds is 409 already_exists. Connecting it again from this chain replaces the whole "
+                       "connection (200): send every field you want kept. Secrets are write-only; the answer lists "
+                       "which are set. With the WeChat Pay fields, the merchant (mch_id) is listed as a channel of "
+                       "its own (platform wechatpay), which pay notifications name; a merchant of another chain is "
+                       "409. Douyin, Eleme and Taobao shops come with their adapters (not yet accepted).")
 async def connect(call: Call):
-    body = call.body
-    channel, created = await channels.connect_wechat(call.chain_id, body.model_dump(exclude_none=True), call.services.vault,
-                                                     call.services.clock.now())
-    call.services.channels.drop(("wechat", body.app_id))
-    if body.mch_id:
-        call.services.channels.drop(("wechatpay", body.mch_id))
-    return Reply(channels.view(channel, call.services.vault), 201 if created else 200)
+    body, vault, now = call.body.root, call.services.vault, call.services.clock.now()
+    if body.platform == "wechat":
+        channel, created = await channels.connect_wechat(call.chain_id, body.model_dump(exclude_none=True), vault, now)
+        call.services.channels.drop(("wechat", body.app_id))
+        if body.mch_id:
+            call.services.channels.drop(("wechatpay", body.mch_id))
+    else:
+        channel, created = await channels.connect_shop(call.chain_id, body.platform, body.model_dump(), vault, now)
+        call.services.channels.drop((body.platform, body.shop_id))
+    return Reply(channels.view(channel, vault), 201 if created else 200)
 
 
 @API.route("GET", "/v1/channels", auth="admin:read", summary="The chain's connected channels", tag="channels",
@@ -127,3 +163,55 @@ async def connect(call: Call):
 async def list_channels(call: Call):
     vault = call.services.vault
     return await s.id_page(channels.in_chain(call.chain_id), call.query, lambda channel: channels.view(channel, vault))
+
+
+class InboxEventOut(BaseModel):
+    id: int
+    event_id: str = Field(description="the platform's own message id")
+    kind: Literal["paid", "confirmed", "refunded", "closed", "other"]
+    order_id: str
+    buyer_id: str | None
+    status: Literal["received", "applied", "waiting", "failed"]
+    reason: str | None = Field(description="waiting: no_payment or no_member; failed: the refusal; applied: "
+                                           "'nothing to do' when it had no effect")
+    attempts: int
+    next_attempt_at: str | None
+    received_at: str
+    applied_at: str | None
+
+
+class InboxPage(BaseModel):
+    items: list[InboxEventOut]
+    next_cursor: str | None
+
+
+class InboxQuery(s.PageQuery):
+    status: Literal["received", "applied", "waiting", "failed"] | None = None
+
+
+async def _shop(call: Call) -> inbox.Channel:
+    channel = await channels.connected_by_id(call.chain_id, call.path_id("channel_id"), call.services.vault)
+    if channel is None or channel.platform not in MARKETPLACES:
+        raise NotFound("No such marketplace channel")
+    return inbox.Channel(channel.id, Shop(channel.chain_id, channel.platform, channel.external_id))
+
+
+@API.route("GET", "/v1/channels/{channel_id}/inbox", auth="admin:read", summary="A shop's incoming events",
+           tag="channels", query=InboxQuery, response=InboxPage, errors=ERR_AUTH + ("not_found",),
+           description="Every event the shop's platform sent, as stored before it was applied, oldest first; "
+                       "?status=waiting lists what waits for its payment or for its buyer to become a member.")
+async def list_inbox(call: Call):
+    shop = await _shop(call)
+    return await s.id_page(inbox.of_channel(call.chain_id, shop.id, call.query.status), call.query, inbox.view)
+
+
+@API.route("POST", "/v1/channels/{channel_id}/inbox/{event_id}/replay", auth="admin:configure",
+           summary="Apply a stored event again", tag="channels", response=InboxEventOut, idempotent="optional",
+           errors=ERR_AUTH + ("not_found",),
+           description="Tries the event now, whatever its status: one applied before has no second effect.")
+async def replay_inbox(call: Call):
+    shop = await _shop(call)
+    event_id = call.request.match_info["event_id"]
+    row = await inbox.replay(shop, event_id[:128], await call.program(), call.services.vault,
+                             call.services.clock.now())
+    return inbox.view(row)

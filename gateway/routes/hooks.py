@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from adapters.marketplaces import PLATFORMS
 from adapters.wechat import pay, push
+from loyalty_core import inbox
+from loyalty_core.marketplace import Shop
 
 from ..api import Call
 from . import API
@@ -46,3 +49,27 @@ async def wechatpay_notification(call: Call):
     paid = pay.verified(channel, call.request.headers, await call.request.read(), now)
     await pay.earn(channel, paid, await call.program_of(channel.chain_id), now)
     return web.Response(status=204)
+
+
+@API.route("POST", "/v1/hooks/youzan", auth=None, summary="Youzan message push", tag="webhooks",
+           errors=("not_found", "invalid_signature", "bad_request"),
+           description="Event-Sign = md5 hex of client_id + raw body + client_secret of the shop (kdt_id). The "
+                       "event is stored in the shop's inbox (keyed by msg_id: a resend changes nothing) and applied: "
+                       "paid orders earn pending points, trade success vests them, refunds claw back pro rata; a "
+                       "refund or confirmation before its payment, or an order of a buyer who is no member yet, "
+                       "waits. Answers {\"code\": 0, \"msg\": \"success\"}. A wrong signature is 401 and "
+                       "nothing is kept.")
+async def youzan_push(call: Call):
+    return await _marketplace_push(call, "youzan")
+
+
+async def _marketplace_push(call: Call, platform_name: str) -> web.Response:
+    platform, body = PLATFORMS[platform_name], await call.request.read()
+    channel = await call.connected(platform_name, platform.shop_of(body, call.request.headers))
+    platform.verify(channel, body, call.request.headers)
+    events, now = platform.events(body), call.services.clock.now()
+    shop = inbox.Channel(channel.id, Shop(channel.chain_id, platform_name, channel.external_id))
+    await inbox.receive(shop, events, body.decode("utf-8", "replace"), await call.program_of(channel.chain_id),
+                        call.services.vault, now)
+    ack, content_type = platform.ack()
+    return web.Response(body=ack, content_type=content_type)

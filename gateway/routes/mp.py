@@ -20,7 +20,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field, field_validator
 
 from adapters.wechat.client import App
-from loyalty_core import behaviors, codes, coupons, joining, mall, members, messages, sessions
+from loyalty_core import behaviors, codes, coupons, inbox, joining, mall, members, messages, sessions
 from loyalty_core.errors import NotFound
 from loyalty_core.models import Reward
 
@@ -274,11 +274,13 @@ async def redeem_reward(call: Call):
            tag="mini-program", body=Binding, response=BindingOut, status=201, idempotent="optional",
            errors=MEMBER + ("already_exists", "validation_error"),
            description="Records that this buyer id on that platform is the member (again: 200). An account bound "
-                       "to another member is 409 already_exists. Marketplace orders of a bound buyer earn for the "
-                       "member once the marketplace channels are connected.")
+                       "to another member is 409 already_exists. The buyer's orders that waited for a member (in the "
+                       "chain's connected shops of that platform) earn for the member now; later ones as they come.")
 async def bind(call: Call):
     member_id, body = call.member_id, call.body
     created = await joining.bind(call.chain_id, member_id, body.platform, body.buyer_id)
+    await inbox.release_bound(call.chain_id, body.platform, body.buyer_id, await call.program(), call.services.vault,
+                              call.services.clock.now())
     return Reply({"platform": body.platform, "buyer_id": body.buyer_id, "member_id": member_id},
                  201 if created else 200)
 

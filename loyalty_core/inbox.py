@@ -1,0 +1,166 @@
+"""The inbox: every marketplace event is stored as it came, keyed by the platform's own message id,
+before it is applied, so that
+
+- **a resend is recognised**: the same message id again changes nothing (one stored but never
+  applied, because the first attempt failed or crashed, is tried again);
+- **an event that comes early waits**: a confirmation or a refund whose payment has not come yet
+  is ``waiting`` (``no_payment``) and is applied right after its payment; an order of a buyer who
+  is no member yet is ``waiting`` (``no_member``) and is applied when a member binds that buyer's
+  account (``release_buyer``);
+- **failures are retried**: an event the core refused for now (a frozen member, say) is
+  ``failed`` and tried again by the worker with backoff (``retry_due``), at most ``MAX_ATTEMPTS``
+  times, as is one waiting for its payment (should the payment and it have been applied at the
+  same moment); an operator lists events by status and replays one (``replay``).
+
+Statuses: ``received`` (stored, being applied), ``applied`` (done; ``reason`` says when it had
+nothing to do), ``waiting``, ``failed``. Each event's effect happens once however often it is
+applied: the core keys orders by (source, order id), refunds by refund id, and a vest once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+from tortoise.exceptions import IntegrityError
+
+from .crypto import Vault
+from .errors import LoyaltyError, NotFound
+from .marketplace import MarketEvent, NoPaymentYet, Shop, Waiting, apply
+from .models import Channel as ChannelRow
+from .models import InboxEvent
+from .outbox import backoff
+from .program import Program
+
+MAX_ATTEMPTS = 12
+MARKETPLACES = ("youzan", "douyin", "eleme", "taobao")
+STATUSES = ("received", "applied", "waiting", "failed")
+log = structlog.get_logger("inbox")
+
+
+@dataclass(frozen=True)
+class Channel:
+    """The connected shop an event came through."""
+
+    id: int
+    shop: Shop
+
+
+async def receive(channel: Channel, events: list[MarketEvent], body: str, program: Program, vault: Vault,
+                  now: datetime) -> list[InboxEvent]:
+    """Store each event (a resend is found, not stored again) and apply what is new or unfinished."""
+    rows = []
+    for event in events:
+        row = await _stored(channel, event, body, now)
+        if row.status in ("received", "failed"):
+            await attempt(channel, row, program, vault, now)
+        rows.append(row)
+    return rows
+
+
+async def _stored(channel: Channel, event: MarketEvent, body: str, now: datetime) -> InboxEvent:
+    chain_id = channel.shop.chain_id
+    found = await InboxEvent.get_or_none(chain_id=chain_id, channel_id=channel.id, event_id=event.event_id)
+    if found is not None:
+        return found
+    try:
+        return await InboxEvent.create(chain_id=chain_id, channel_id=channel.id, event_id=event.event_id,
+                                       kind=event.kind, order_key=event.order_id, buyer_key=event.buyer_id,
+                                       status="received", event=event.as_json(), body=body, received_at=now)
+    except IntegrityError:  # the same push twice at once: the other one stored it
+        return await InboxEvent.get(chain_id=chain_id, channel_id=channel.id, event_id=event.event_id)
+
+
+async def attempt(channel: Channel, row: InboxEvent, program: Program, vault: Vault, now: datetime) -> None:
+    """Apply a stored event and record how it went; a payment applied releases what waited for it."""
+    event = MarketEvent.of_json(row.event)
+    status, reason, next_at = "applied", None, None
+    try:
+        if await apply(channel.shop, event, program, vault, now) == "ignored":
+            reason = "nothing to do"
+    except Waiting as waiting:
+        status, reason = "waiting", waiting.reason
+        if isinstance(waiting, NoPaymentYet) and row.attempts + 1 < MAX_ATTEMPTS:
+            # released when its payment is applied; looked at again later too, in case the payment
+            # was being applied at this very moment and its release did not see this event yet
+            next_at = now + backoff(row.attempts + 1, base=4.0, cap=3600.0)
+    except LoyaltyError as refused:
+        if refused.status >= 500:
+            raise
+        status, reason = "failed", f"{refused.code}: {refused.detail}"[:300]
+        if row.attempts + 1 < MAX_ATTEMPTS:
+            next_at = now + backoff(row.attempts + 1)
+    row.status, row.reason, row.attempts, row.next_attempt_at = status, reason, row.attempts + 1, next_at
+    row.applied_at = now if status == "applied" else None
+    await InboxEvent.filter(chain_id=row.chain_id, id=row.id).update(
+        status=status, reason=reason, attempts=row.attempts, next_attempt_at=next_at, applied_at=row.applied_at)
+    log.info("inbox.attempted", chain_id=row.chain_id, channel_id=row.channel_id, event_id=row.event_id,
+             kind=row.kind, status=status, reason=reason)
+    if status == "applied" and row.kind == "paid":
+        await _release(channel, InboxEvent.filter(chain_id=row.chain_id, channel_id=channel.id,
+                                                  order_key=row.order_key, status="waiting"), program, vault, now)
+
+
+async def _release(channel: Channel, waiting, program: Program, vault: Vault, now: datetime) -> None:
+    for row in await waiting.order_by("id"):
+        await attempt(channel, row, program, vault, now)
+
+
+async def release_buyer(channel: Channel, buyer_id: str, program: Program, vault: Vault, now: datetime) -> None:
+    """A member bound this buyer's account: the buyer's waiting orders are applied now."""
+    await _release(channel, InboxEvent.filter(chain_id=channel.shop.chain_id, channel_id=channel.id,
+                                              buyer_key=buyer_id, status="waiting"), program, vault, now)
+
+
+async def release_bound(chain_id: int, platform: str, buyer_id: str, program: Program, vault: Vault,
+                        now: datetime) -> None:
+    """A member bound ``buyer_id`` on ``platform``: the buyer's waiting orders in every shop of the
+    chain on that platform are applied now."""
+    for channel_id, shop_id in await ChannelRow.filter(chain_id=chain_id, platform=platform).values_list(
+            "id", "external_id"):
+        await release_buyer(Channel(channel_id, Shop(chain_id, platform, shop_id)), buyer_id, program, vault, now)
+
+
+async def retry_due(channel: Channel, program: Program, vault: Vault, now: datetime) -> int:
+    """The channel's failed events, and those waiting for a payment, whose next attempt is due;
+    how many were tried."""
+    due = await InboxEvent.filter(chain_id=channel.shop.chain_id, channel_id=channel.id,
+                                  status__in=("failed", "waiting"), next_attempt_at__lte=now).order_by("id").limit(100)
+    for row in due:
+        await attempt(channel, row, program, vault, now)
+    return len(due)
+
+
+async def retry_chain(chain_id: int, vault: Vault, now: datetime) -> int:
+    """The worker's pass over a chain: the failed events of every shop that are due again."""
+    from .chains import get_program
+
+    shops = await ChannelRow.filter(chain_id=chain_id, platform__in=MARKETPLACES).values_list("id", "platform",
+                                                                                                "external_id")
+    if not shops:
+        return 0
+    program, tried = await get_program(chain_id), 0
+    for channel_id, platform, shop_id in shops:
+        tried += await retry_due(Channel(channel_id, Shop(chain_id, platform, shop_id)), program, vault, now)
+    return tried
+
+
+async def replay(channel: Channel, event_id: str, program: Program, vault: Vault, now: datetime) -> InboxEvent:
+    row = await InboxEvent.get_or_none(chain_id=channel.shop.chain_id, channel_id=channel.id, event_id=event_id)
+    if row is None:
+        raise NotFound(f"No event {event_id[:80]!r} in this channel's inbox")
+    await attempt(channel, row, program, vault, now)
+    return row
+
+
+def of_channel(chain_id: int, channel_id: int, status: str | None):
+    query = InboxEvent.filter(chain_id=chain_id, channel_id=channel_id)
+    return query.filter(status=status) if status else query
+
+
+def view(row: InboxEvent) -> dict:
+    return {"id": row.id, "event_id": row.event_id, "kind": row.kind, "order_id": row.order_key,
+            "buyer_id": row.buyer_key, "status": row.status, "reason": row.reason, "attempts": row.attempts,
+            "next_attempt_at": row.next_attempt_at.isoformat() if row.next_attempt_at else None,
+            "received_at": row.received_at.isoformat(),
+            "applied_at": row.applied_at.isoformat() if row.applied_at else None}

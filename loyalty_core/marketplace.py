@@ -1,0 +1,150 @@
+"""What a marketplace's order events mean to the ledger, whatever the platform (channel-neutral).
+
+Each platform's adapter turns its pushes into ``MarketEvent`` s of four kinds:
+
+- ``paid``: the order earns points as a sale of the shop (``source`` ``<platform>:<shop id>``, the
+  platform's order id as ``txn_id``: once per order whatever the platform resends). The points
+  wait (pending) for the order's confirmation, or at the latest the program's ``pending_days``
+  (``CONFIRM_WAIT`` when the program has none): a marketplace order can still be returned.
+- ``confirmed``: the buyer confirmed receipt, or the platform did for them: the order's pending
+  points vest now.
+- ``refunded``: part or all of the order's amount was refunded: its points are clawed back pro rata
+  (``orders.refund_order``), once per refund id.
+- ``closed``: closed before payment, nothing to do.
+
+The buyer is the member with the order's phone when the platform gives one, else the member who
+bound the platform's buyer id (``POST /v1/mp/me/bindings``). A buyer who is no member waits
+(``NoMemberYet``), as does a confirmation or a refund whose payment has not come (``NoPaymentYet``):
+the inbox keeps them and applies them when what they wait for comes (``loyalty_core.inbox``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from . import codes, jobs, orders
+from .crypto import Vault
+from .models import Identity, Member
+from .program import Program
+from .rules.pricing import Line
+
+KINDS = ("paid", "confirmed", "refunded", "closed", "other")
+CONFIRM_WAIT = timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class MarketLine:
+    sku: str
+    qty: int
+    amount: int  # fen paid for the line
+    category: str = "online"
+
+
+@dataclass(frozen=True)
+class MarketEvent:
+    """One event of one order, as the core needs it."""
+
+    event_id: str           # the platform's message id: a resend has the same
+    kind: str               # one of KINDS
+    order_id: str           # the platform's order id
+    occurred_at: datetime
+    buyer_phone: str | None = None
+    buyer_id: str | None = None
+    lines: tuple[MarketLine, ...] = field(default_factory=tuple)
+    paid: int = 0           # fen the buyer paid
+    refund_id: str | None = None
+    refunded: int = 0       # fen of this refund
+
+    def as_json(self) -> dict:
+        return {"event_id": self.event_id, "kind": self.kind, "order_id": self.order_id,
+                "occurred_at": self.occurred_at.isoformat(), "buyer_phone": self.buyer_phone,
+                "buyer_id": self.buyer_id, "paid": self.paid, "refund_id": self.refund_id,
+                "refunded": self.refunded,
+                "lines": [{"sku": l.sku, "qty": l.qty, "amount": l.amount, "category": l.category} for l in self.lines]}
+
+    @classmethod
+    def of_json(cls, data: dict) -> "MarketEvent":
+        return cls(data["event_id"], data["kind"], data["order_id"], datetime.fromisoformat(data["occurred_at"]),
+                   data.get("buyer_phone"), data.get("buyer_id"),
+                   tuple(MarketLine(l["sku"], int(l["qty"]), int(l["amount"]), l.get("category", "online"))
+                         for l in data.get("lines") or ()),
+                   int(data.get("paid") or 0), data.get("refund_id"), int(data.get("refunded") or 0))
+
+
+class Waiting(Exception):
+    """The event cannot be applied yet; ``reason`` says for what it waits."""
+
+    reason = "waiting"
+
+
+class NoMemberYet(Waiting):
+    reason = "no_member"
+
+
+class NoPaymentYet(Waiting):
+    reason = "no_payment"
+
+
+@dataclass(frozen=True)
+class Shop:
+    chain_id: int
+    platform: str
+    shop_id: str
+
+    @property
+    def source(self) -> str:
+        return f"{self.platform}:{self.shop_id}"
+
+
+async def apply(shop: Shop, event: MarketEvent, program: Program, vault: Vault, now: datetime) -> str:
+    """Apply one event; returns ``applied`` or ``ignored``; raises ``Waiting`` or a ``LoyaltyError``."""
+    if event.kind == "paid":
+        await _paid(shop, event, program, vault, now)
+        return "applied"
+    if event.kind in ("confirmed", "refunded"):
+        placed = await orders.placed_before(shop.chain_id, shop.source, event.order_id)
+        if placed is None:
+            raise NoPaymentYet(f"order {event.order_id} has not been paid here yet")
+        if placed.result.get("member_id") is None:
+            return "ignored"
+        if event.kind == "confirmed":
+            await jobs.vest_order_now(shop.chain_id, int(placed.result["order_id"]), now)
+        else:
+            await orders.refund_order(shop.chain_id, orders.RefundInput(
+                shop.source, event.order_id, (event.refund_id or event.event_id)[:64], amount=event.refunded),
+                program, now)
+        return "applied"
+    return "ignored"  # closed before payment, or nothing the ledger follows
+
+
+async def _paid(shop: Shop, event: MarketEvent, program: Program, vault: Vault, now: datetime) -> None:
+    member = await buyer(shop, event, vault)
+    if member is None:
+        raise NoMemberYet("the buyer is no member yet: the order waits until they bind their account")
+    lines = [Line(sku=l.sku[:64], category=l.category, qty=l.qty, unit_price=l.amount // max(l.qty, 1),
+                  amount=l.amount) for l in event.lines] or [
+        Line(sku=shop.platform.upper(), category="online", qty=1, unit_price=event.paid, amount=event.paid)]
+    sale = orders.OrderInput(source=shop.source, txn_id=event.order_id[:64], occurred_at=event.occurred_at,
+                             lines=lines, member=member, payments=[orders.Payment(shop.platform, event.paid)],
+                             channel=shop.platform, received_at=now,
+                             hold_until=event.occurred_at + _confirm_wait(program))
+    await orders.place_order(shop.chain_id, sale, program, now)
+
+
+def _confirm_wait(program: Program) -> timedelta:
+    days = program.points.pending_days
+    return timedelta(days=days) if days > 0 else CONFIRM_WAIT
+
+
+async def buyer(shop: Shop, event: MarketEvent, vault: Vault) -> Member | None:
+    """The member with the order's phone, else the member who bound the buyer's account."""
+    if event.buyer_phone:
+        found = await Member.get_or_none(chain_id=shop.chain_id, phone_hash=vault.lookup_hash(shop.chain_id,
+                                                                                              event.buyer_phone))
+        if found is not None and found.erased_at is None:
+            return await codes.member_by_id(shop.chain_id, found.merged_into or found.id)
+    if event.buyer_id:
+        bound = await Identity.get_or_none(chain_id=shop.chain_id, channel=shop.platform, external_id=event.buyer_id)
+        if bound is not None and bound.member_id is not None:
+            return await codes.member_by_id(shop.chain_id, bound.member_id)
+    return None

@@ -1,0 +1,224 @@
+"""Youzan orders as a chain lives them: a paid order earns pending points for the member with the
+order's phone, its confirmation vests them, refunds claw back pro rata, whatever order and however
+often Youzan sends; a forged push is refused and kept nowhere; points earned online are spent at
+the till; a buyer who is no member yet earns once they bind their account; chains stay apart."""
+from __future__ import annotations
+
+import secrets
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from loyalty_core.models import InboxEvent, Order
+
+from ..e2e.programs import line, order, program
+from ..fakes.youzan import YouzanShop
+from ..helpers import make_chain, problem
+
+PLAIN = program(campaigns=[])
+ACK = {"code": 0, "msg": "success"}
+
+
+def new_shop() -> YouzanShop:
+    return YouzanShop(str(secrets.randbelow(10**8) + 10**7), secrets.token_hex(9), secrets.token_hex(16))
+
+
+async def connect(kit, shop: YouzanShop | None = None) -> YouzanShop:
+    shop = shop or new_shop()
+    response = await kit.admin("POST", "/v1/channels", shop.connection())
+    assert response.status == 201, await response.text()
+    shop.channel_id = (await response.json())["id"]
+    return shop
+
+
+@pytest.fixture
+async def youzan(chain) -> YouzanShop:
+    await chain.set_program(PLAIN)
+    return await connect(chain)
+
+
+def beijing(clock) -> str:
+    return clock.now().astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M:%S")
+
+
+async def send(kit, pushed: tuple[dict, bytes], status: int = 200):
+    headers, body = pushed
+    response = await kit.client.post("/v1/hooks/youzan", data=body, headers=headers)
+    assert response.status == status, await response.text()
+    return await response.json()
+
+
+async def inbox(kit, shop: YouzanShop, status: str | None = None) -> list[dict]:
+    query = f"?status={status}" if status else ""
+    response = await kit.admin("GET", f"/v1/channels/{shop.channel_id}/inbox{query}")
+    assert response.status == 200, await response.text()
+    return (await response.json())["items"]
+
+
+async def balances(kit, member_id: int) -> dict:
+    return (await kit.member(member_id))["balances"]
+
+
+async def test_a_paid_order_earns_pending_points_and_its_confirmation_vests_them(chain, youzan, clock):
+    member = await chain.new_member("13700000001")
+    other = await chain.new_member("13700000002")
+    assert await send(chain, youzan.paid("E1", "188.00", phone="13700000001", pay_time=beijing(clock),
+                                         items=[("TEA", 2, "100.00"), ("CUP", 1, "88.00")])) == ACK
+    assert await send(chain, youzan.paid("E2", "30.50", phone="13700000002", pay_time=beijing(clock))) == ACK
+    assert (await balances(chain, member["id"]))["pending_points"] == 188
+    assert (await balances(chain, member["id"]))["points"] == 0
+    assert (await balances(chain, other["id"]))["pending_points"] == 30
+    stored = await Order.get(chain_id=chain.chain_id, txn_id="E1")
+    assert stored.source == f"youzan:{youzan.kdt_id}" and stored.payable == 18800 and stored.store_id is None
+
+    assert await send(chain, youzan.success("E1")) == ACK
+    now_held = await balances(chain, member["id"])
+    assert (now_held["points"], now_held["pending_points"], now_held["growth"]) == (188, 0, 188)
+    assert (await balances(chain, other["id"]))["pending_points"] == 30  # E2 not confirmed yet
+    assert {(e["kind"], e["status"]) for e in await inbox(chain, youzan)} == {("paid", "applied"),
+                                                                              ("confirmed", "applied")}
+
+
+async def test_a_wrong_signature_is_refused_and_nothing_is_kept(chain, youzan, clock):
+    member = await chain.new_member("13700000011")
+    forged = youzan.paid("F1", "500.00", phone="13700000011", pay_time=beijing(clock), secret="not-the-secret")
+    await problem(await chain.client.post("/v1/hooks/youzan", data=forged[1], headers=forged[0]), 401,
+                  "invalid_signature")
+    headers, body = youzan.paid("F1", "500.00", phone="13700000011", pay_time=beijing(clock))
+    await problem(await chain.client.post("/v1/hooks/youzan", data=body.replace(b"500.00", b"900.00"),
+                                          headers=headers), 401, "invalid_signature")
+    stranger = YouzanShop(youzan.kdt_id, "someone-elses-app", youzan.client_secret)
+    await problem(await chain.client.post("/v1/hooks/youzan", data=stranger.paid("F1", "1.00")[1],
+                                          headers=stranger.paid("F1", "1.00")[0]), 401, "invalid_signature")
+    unknown = new_shop().paid("F1", "1.00")
+    await problem(await chain.client.post("/v1/hooks/youzan", data=unknown[1], headers=unknown[0]), 404, "not_found")
+    assert await InboxEvent.filter(chain_id=chain.chain_id).count() == 0
+    assert not await Order.filter(chain_id=chain.chain_id).exists()
+    assert (await balances(chain, member["id"]))["pending_points"] == 0
+
+
+async def test_the_same_push_five_times_has_one_effect(chain, youzan, clock):
+    member = await chain.new_member("13700000021")
+    paid = youzan.paid("S1", "99.90", phone="13700000021", pay_time=beijing(clock))
+    confirmed = youzan.success("S1")
+    for _ in range(5):
+        assert await send(chain, paid) == ACK
+    for _ in range(5):
+        assert await send(chain, confirmed) == ACK
+    assert await Order.filter(chain_id=chain.chain_id, txn_id="S1").count() == 1
+    held = await balances(chain, member["id"])
+    assert (held["points"], held["pending_points"]) == (99, 0)
+    assert len(await inbox(chain, youzan)) == 2
+
+
+async def test_a_refund_before_its_payment_waits_and_ends_in_the_right_balance(chain, youzan, clock):
+    member = await chain.new_member("13700000031")
+    assert await send(chain, youzan.refund("R1", "RF-1", "40.00")) == ACK
+    assert await send(chain, youzan.success("R1")) == ACK
+    waiting = await inbox(chain, youzan, "waiting")
+    assert [(e["kind"], e["reason"]) for e in waiting] == [("refunded", "no_payment"), ("confirmed", "no_payment")]
+    assert (await balances(chain, member["id"]))["pending_points"] == 0
+
+    assert await send(chain, youzan.paid("R1", "100.00", phone="13700000031", pay_time=beijing(clock))) == ACK
+    # paid 100 yuan (100 points), 40 refunded (40 taken back), then confirmed: 60 available
+    assert (await balances(chain, member["id"]))["points"] == 60
+    assert (await balances(chain, member["id"]))["pending_points"] == 0
+    assert await inbox(chain, youzan, "waiting") == []
+    assert await send(chain, youzan.refund("R1", "RF-1", "40.00")) == ACK  # Youzan's resend, new msg_id
+    assert (await balances(chain, member["id"]))["points"] == 60
+    assert await send(chain, youzan.refund("R1", "RF-2", "60.00")) == ACK  # the rest
+    assert (await balances(chain, member["id"]))["points"] == 0
+
+
+async def test_a_closed_unpaid_order_changes_nothing(chain, youzan, clock):
+    member = await chain.new_member("13700000041")
+    assert await send(chain, youzan.close("C1")) == ACK
+    [closed] = await inbox(chain, youzan)
+    assert (closed["kind"], closed["status"], closed["reason"]) == ("closed", "applied", "nothing to do")
+    held = await balances(chain, member["id"])
+    assert (held["points"], held["pending_points"]) == (0, 0)
+    assert not await Order.filter(chain_id=chain.chain_id).exists()
+
+
+async def test_points_earned_on_youzan_are_spent_at_the_till(chain, youzan, clock):
+    member = await chain.new_member("13700000051")
+    await send(chain, youzan.paid("T1", "300.00", phone="13700000051", pay_time=beijing(clock)))
+    await send(chain, youzan.success("T1"))
+    assert (await balances(chain, member["id"]))["points"] == 300
+    sale = await chain.sale(order("POS-T1", [line("LATTE", "coffee", 5000)], 4800, member_id=member["id"],
+                                  redeem_points=200, at=clock.now().isoformat()))
+    assert sale["points_redeemed"] == 200 and sale["points_discount"] == 200 and sale["points_earned"] == 48
+    assert (await balances(chain, member["id"]))["points"] == 300 - 200 + 48
+
+
+async def test_a_buyer_who_is_no_member_earns_once_they_bind_the_account(chain, youzan, clock, fake_wechat):
+    from ..wechat.conftest import connect as connect_app
+
+    await send(chain, youzan.paid("B1", "120.00", open_id="yz-open-1", pay_time=beijing(clock)))
+    await send(chain, youzan.success("B1"))
+    waiting = await inbox(chain, youzan, "waiting")
+    assert [(e["kind"], e["reason"]) for e in waiting] == [("paid", "no_member"), ("confirmed", "no_payment")]
+
+    app = await connect_app(chain, fake_wechat)
+    token, member = await app.member("13700000061")
+    bound = await app.call("POST", "/v1/mp/me/bindings", token, {"platform": "youzan", "buyer_id": "yz-open-1"})
+    assert bound.status == 201, await bound.text()
+    assert (await app.me(token))["balances"]["points"] == 120
+    assert await inbox(chain, youzan, "waiting") == []
+    again = await app.call("POST", "/v1/mp/me/bindings", token, {"platform": "youzan", "buyer_id": "yz-open-1"})
+    assert again.status == 200 and (await app.me(token))["balances"]["points"] == 120
+    # later orders of the bound buyer earn at once
+    await send(chain, youzan.paid("B2", "10.00", open_id="yz-open-1", pay_time=beijing(clock)))
+    assert (await app.me(token))["balances"]["pending_points"] == 10
+
+
+async def test_a_shop_belongs_to_one_chain_and_its_orders_stay_there(chain, client, clock, youzan):
+    other = await make_chain(client, clock, "Other Chain")
+    await other.set_program(PLAIN)
+    here = await chain.new_member("13700000071")
+    there = await other.new_member("13700000071")  # the same phone in another chain
+    await problem(await other.admin("POST", "/v1/channels", youzan.connection()), 409, "already_exists")
+    await send(chain, youzan.paid("X1", "50.00", phone="13700000071", pay_time=beijing(clock)))
+    assert (await balances(chain, here["id"]))["pending_points"] == 50
+    assert (await balances(other, there["id"]))["pending_points"] == 0
+    await problem(await other.admin("GET", f"/v1/channels/{youzan.channel_id}/inbox"), 404, "not_found")
+    listed = (await (await chain.admin("GET", "/v1/channels")).json())["items"]
+    assert [(c["platform"], c["shop_id"], c["client_id"], c["secrets_set"]) for c in listed] == [
+        ("youzan", youzan.kdt_id, youzan.client_id, ["client_secret"])]
+    assert youzan.client_secret not in str(listed)
+
+
+async def test_bad_connections_and_replay(chain, youzan, clock):
+    for body, field in (({"platform": "youzan", "shop_id": "abc", "client_id": "x" * 10, "client_secret": "y" * 16},
+                         "shop_id"),
+                        ({"platform": "youzan", "shop_id": "123"}, "client_id"),
+                        ({"platform": "douyin", "shop_id": "123"}, "platform")):
+        found = await problem(await chain.admin("POST", "/v1/channels", body), 422, "validation_error")
+        assert field in str(found["errors"])
+    member = await chain.new_member("13700000081")
+    await send(chain, youzan.paid("P1", "20.00", phone="13700000081", pay_time=beijing(clock)))
+    [event] = await inbox(chain, youzan)
+    replayed = await chain.admin("POST", f"/v1/channels/{youzan.channel_id}/inbox/{event['event_id']}/replay")
+    assert replayed.status == 200, await replayed.text()
+    assert (await replayed.json())["status"] == "applied" and (await replayed.json())["attempts"] == 2
+    assert (await balances(chain, member["id"]))["pending_points"] == 20  # applied twice, earned once
+    await problem(await chain.admin("POST", f"/v1/channels/{youzan.channel_id}/inbox/nope/replay"), 404, "not_found")
+
+
+async def test_an_order_of_a_frozen_member_fails_and_the_worker_applies_it_once_unfrozen(chain, youzan, clock):
+    from gateway.services import SERVICES
+    from gateway.worker import Schedule
+
+    member = await chain.new_member("13700000091")
+    assert (await chain.admin("POST", f"/v1/members/{member['id']}/freeze", {"reason": "check"})).status == 200
+    await send(chain, youzan.paid("Z1", "70.00", phone="13700000091", pay_time=beijing(clock)))
+    [failed] = await inbox(chain, youzan, "failed")
+    assert "member_frozen" in failed["reason"] and failed["next_attempt_at"] is not None
+    assert (await balances(chain, member["id"]))["pending_points"] == 0
+    assert (await chain.admin("POST", f"/v1/members/{member['id']}/unfreeze", {})).status == 200
+    services = chain.client.server.app[SERVICES]
+    schedule = Schedule(clock, vault=services.vault)
+    clock.advance(minutes=5)
+    await schedule.run_due()
+    assert (await balances(chain, member["id"]))["pending_points"] == 70
+    assert [e["status"] for e in await inbox(chain, youzan)] == ["applied"]
