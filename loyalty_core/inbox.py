@@ -6,11 +6,13 @@ before it is applied, so that
 - **an event that comes early waits**: a confirmation or a refund whose payment has not come yet
   is ``waiting`` (``no_payment``) and is applied right after its payment; an order of a buyer who
   is no member yet is ``waiting`` (``no_member``) and is applied when a member binds that buyer's
-  account (``release_buyer``);
+  account (``release_buyer``), or when the worker next looks and finds a member with the
+  order's phone (backoff up to six hours, ``MAX_ATTEMPTS`` times);
 - **failures are retried**: an event the core refused for now (a frozen member, say) is
   ``failed`` and tried again by the worker with backoff (``retry_due``), at most ``MAX_ATTEMPTS``
-  times, as is one waiting for its payment (should the payment and it have been applied at the
-  same moment); an operator lists events by status and replays one (``replay``).
+  times, as is one waiting (should what it waits for have come at the very same moment) and one
+  left ``received`` by a request that never finished; an operator lists events by status and
+  replays one (``replay``).
 
 Statuses: ``received`` (stored, being applied), ``applied`` (done; ``reason`` says when it had
 nothing to do), ``waiting``, ``failed``. Each event's effect happens once however often it is
@@ -19,10 +21,11 @@ applied: the core keys orders by (source, order id), refunds by refund id, and a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q
 
 from .crypto import Vault
 from .errors import LoyaltyError, NotFound
@@ -33,6 +36,7 @@ from .outbox import backoff
 from .program import Program
 
 MAX_ATTEMPTS = 12
+STALLED = timedelta(minutes=5)
 MARKETPLACES = ("youzan", "douyin", "eleme", "taobao")
 STATUSES = ("received", "applied", "waiting", "failed")
 log = structlog.get_logger("inbox")
@@ -80,10 +84,12 @@ async def attempt(channel: Channel, row: InboxEvent, program: Program, vault: Va
             reason = "nothing to do"
     except Waiting as waiting:
         status, reason = "waiting", waiting.reason
-        if isinstance(waiting, NoPaymentYet) and row.attempts + 1 < MAX_ATTEMPTS:
-            # released when its payment is applied; looked at again later too, in case the payment
-            # was being applied at this very moment and its release did not see this event yet
-            next_at = now + backoff(row.attempts + 1, base=4.0, cap=3600.0)
+        if row.attempts + 1 < MAX_ATTEMPTS:
+            # released when its payment is applied, or its buyer's account bound; looked at again
+            # later too: the payment or the binding may have been committed at this very moment,
+            # and a buyer named by phone only is found once they join with that phone
+            next_at = now + (backoff(row.attempts + 1, base=4.0, cap=3600.0) if isinstance(waiting, NoPaymentYet)
+                             else backoff(row.attempts + 1, base=3.0, cap=6 * 3600.0))
     except LoyaltyError as refused:
         if refused.status >= 500:
             raise
@@ -122,10 +128,12 @@ async def release_bound(chain_id: int, platform: str, buyer_id: str, program: Pr
 
 
 async def retry_due(channel: Channel, program: Program, vault: Vault, now: datetime) -> int:
-    """The channel's failed events, and those waiting for a payment, whose next attempt is due;
-    how many were tried."""
-    due = await InboxEvent.filter(chain_id=channel.shop.chain_id, channel_id=channel.id,
-                                  status__in=("failed", "waiting"), next_attempt_at__lte=now).order_by("id").limit(100)
+    """The channel's failed and waiting events whose next attempt is due, and those stored but
+    left unapplied for ``STALLED`` (a crash, a database outage mid-request); how many were tried."""
+    stalled = now - STALLED  # stored, but the request that was applying it never finished
+    due = await InboxEvent.filter(
+        Q(status__in=("failed", "waiting"), next_attempt_at__lte=now) | Q(status="received", received_at__lte=stalled),
+        chain_id=channel.shop.chain_id, channel_id=channel.id).order_by("id").limit(100)
     for row in due:
         await attempt(channel, row, program, vault, now)
     return len(due)

@@ -30,6 +30,7 @@ from .rules.pricing import Line
 
 KINDS = ("paid", "confirmed", "refunded", "closed", "other")
 CONFIRM_WAIT = timedelta(days=30)
+OLDEST = timedelta(days=30)  # an order said to be older earns as of then (a lot never born expired)
 
 
 @dataclass(frozen=True)
@@ -109,25 +110,40 @@ async def apply(shop: Shop, event: MarketEvent, program: Program, vault: Vault, 
             return "ignored"
         if event.kind == "confirmed":
             await jobs.vest_order_now(shop.chain_id, int(placed.result["order_id"]), now)
-        else:
-            await orders.refund_order(shop.chain_id, orders.RefundInput(
-                shop.source, event.order_id, (event.refund_id or event.event_id)[:64], amount=event.refunded),
-                program, now)
-        return "applied"
+            return "applied"
+        return await _refunded(shop, event, program, now)
     return "ignored"  # closed before payment, or nothing the ledger follows
+
+
+async def _refunded(shop: Shop, event: MarketEvent, program: Program, now: datetime) -> str:
+    """At most what is left of the order is refunded here (a platform's refund may include postage,
+    which never earned)."""
+    order = await orders.find_order(shop.chain_id, shop.source, event.order_id)
+    refund = orders.RefundInput(shop.source, event.order_id, (event.refund_id or event.event_id)[:64],
+                                amount=min(event.refunded, int(order.payable) - int(order.refunded_amount or 0)))
+    if await orders.refunded_before(shop.chain_id, refund) is not None:
+        return "applied"  # this refund id was applied before (the platform sent it again)
+    if not refund.amount or refund.amount <= 0:
+        return "ignored"  # nothing of the order is left to refund
+    await orders.refund_order(shop.chain_id, refund, program, now)
+    return "applied"
 
 
 async def _paid(shop: Shop, event: MarketEvent, program: Program, vault: Vault, now: datetime) -> None:
     member = await buyer(shop, event, vault)
     if member is None:
         raise NoMemberYet("the buyer is no member yet: the order waits until they bind their account")
+    # the goods the buyer paid for earn; what else was paid (postage) does not
+    goods = sum(l.amount for l in event.lines)
     lines = [Line(sku=l.sku[:64], category=l.category, qty=l.qty, unit_price=l.amount // max(l.qty, 1),
-                  amount=l.amount) for l in event.lines] or [
+                  amount=l.amount) for l in event.lines if l.amount > 0] if event.lines and goods <= event.paid else [
         Line(sku=shop.platform.upper(), category="online", qty=1, unit_price=event.paid, amount=event.paid)]
-    sale = orders.OrderInput(source=shop.source, txn_id=event.order_id[:64], occurred_at=event.occurred_at,
-                             lines=lines, member=member, payments=[orders.Payment(shop.platform, event.paid)],
-                             channel=shop.platform, received_at=now,
-                             hold_until=event.occurred_at + _confirm_wait(program))
+    occurred = min(max(event.occurred_at, now - OLDEST), now)
+    payable = sum(line.amount for line in lines)
+    sale = orders.OrderInput(source=shop.source, txn_id=event.order_id[:64], occurred_at=occurred,
+                             lines=lines, member=member, payments=[orders.Payment(shop.platform, payable)],
+                             channel=shop.platform, received_at=now, hold_until=now + _confirm_wait(program),
+                             priced=True)
     await orders.place_order(shop.chain_id, sale, program, now)
 
 

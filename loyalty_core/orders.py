@@ -65,6 +65,7 @@ class OrderInput:
     channel: str = "pos"
     received_at: datetime | None = None
     hold_until: datetime | None = None  # the points stay pending until then, or a confirmation (marketplaces)
+    priced: bool = False  # the channel set what was paid (marketplaces, WeChat Pay): no tier discount here
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ async def quote(chain_id: int, order: OrderInput, program: Program, read_points:
         raise InsufficientStoredValue("A guest has no stored value: name the member or take another payment")
     figures = pricing.price_order(order.lines, program, _level(program, member),
                                   await _coupon_discount(chain_id, order, program), order.redeem_points,
-                                  order.occurred_at)
+                                  order.occurred_at, priced=order.priced)
     if member is None:
         figures = _guest(figures)
     elif figures.points_discount and read_points:
@@ -370,7 +371,7 @@ async def refund_order(chain_id: int, refund: RefundInput, program: Program, now
                 raise OrderNotFound(f"No order {refund.txn_id!r} at this store")
             placed = await _apply_refund(chain_id, order, refund, program, now, seal)
     except (IntegrityError, DuplicateEntry, LoyaltyError):
-        if (first := await _refunded_before(chain_id, refund)) is None:
+        if (first := await refunded_before(chain_id, refund)) is None:
             raise
         return first
     return placed
@@ -386,7 +387,7 @@ REFUNDED = "UPDATE orders SET refunded_amount = $3, refund_state = $4, lines = $
 REFUND_RESULT = "UPDATE refunds SET result = $3 WHERE chain_id = $1 AND id = $2"
 
 
-async def _refunded_before(chain_id: int, refund: RefundInput) -> Placed | None:
+async def refunded_before(chain_id: int, refund: RefundInput) -> Placed | None:
     done = await Refund.get_or_none(chain_id=chain_id, order__chain_id=chain_id, order__source=refund.source,
                                     order__txn_id=refund.txn_id, refund_id=refund.refund_id)
     return Placed({**done.result, "duplicate": True}, True) if done is not None else None

@@ -1,6 +1,7 @@
 """What every marketplace adapter answers (one module per platform, registered in ``PLATFORMS``)."""
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Mapping, Protocol
 
 from loyalty_core.channels import Connected
@@ -17,8 +18,9 @@ class Platform(Protocol):
     def verify(self, channel: Connected, body: bytes, headers: Mapping[str, str]) -> None:
         """``InvalidSignature`` unless the platform signed this body for this shop."""
 
-    def events(self, body: bytes) -> list[MarketEvent]:
-        """The delivery as the core's events (``BadRequest`` when it cannot be read)."""
+    def events(self, body: bytes, now: datetime) -> list[MarketEvent]:
+        """The delivery as the core's events (``BadRequest`` when it cannot be read); ``now`` for
+        an event that says no time."""
 
     def ack(self) -> tuple[bytes, str]:
         """The body and content type the platform expects once the delivery is kept."""

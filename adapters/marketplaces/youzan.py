@@ -47,14 +47,35 @@ ACK = orjson.dumps({"code": 0, "msg": "success"})
 
 
 def fen(yuan) -> int:
-    """``"188.00"`` → 18800; BadRequest for anything that is no amount."""
+    """``"188.00"`` → 18800; BadRequest for anything that is not yuan with at most two decimals."""
     try:
-        amount = (Decimal(str(yuan)) * 100).quantize(Decimal(1))
+        amount = Decimal(str(yuan)) * 100
+        exact = amount.is_finite() and amount == amount.to_integral_value()
     except (InvalidOperation, ValueError):
-        raise BadRequest(f"not an amount: {str(yuan)[:20]!r}") from None
-    if amount < 0 or amount > 10**12:
-        raise BadRequest(f"amount out of range: {str(yuan)[:20]!r}")
+        exact = False
+    if not exact or not 0 <= amount <= 10**12:
+        raise BadRequest(f"not an amount in yuan: {str(yuan)[:20]!r}")
     return int(amount)
+
+
+def _count(value) -> int:
+    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.isdigit())):
+        raise BadRequest(f"not a quantity: {str(value)[:20]!r}")
+    if not 1 <= int(value) <= 100_000:
+        raise BadRequest(f"quantity out of range: {value}")
+    return int(value)
+
+
+def _section(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value, longest: int) -> str:
+    """An id from the push: printable, no NUL, at most ``longest`` characters (else BadRequest)."""
+    text = "" if value is None else str(value)
+    if len(text) > longest or any(ord(c) < 32 for c in text):
+        raise BadRequest(f"not an id: {text[:40]!r}")
+    return text
 
 
 def sign(client_id: str, body: bytes, client_secret: str) -> str:
@@ -83,55 +104,56 @@ class Youzan:
 
     def shop_of(self, body: bytes, headers: Mapping[str, str]) -> str:
         shop = _push(body).get("kdt_id")
-        if not isinstance(shop, (int, str)) or not str(shop).isdigit():
+        if isinstance(shop, bool) or not isinstance(shop, (int, str)) or not str(shop).isdigit() or len(str(shop)) > 20:
             raise BadRequest("The push names no shop (kdt_id)")
         return str(shop)
 
     def verify(self, channel: Connected, body: bytes, headers: Mapping[str, str]) -> None:
         client_id, secret = channel.settings.get("client_id") or "", channel.secret("client_secret") or ""
-        expected = sign(client_id, body, secret)
-        if not secret or not hmac.compare_digest(expected, headers.get("Event-Sign", "").lower()):
+        expected = sign(client_id, body, secret).encode()
+        given = headers.get("Event-Sign", "").lower().encode("utf-8", "replace")
+        if not secret or not hmac.compare_digest(expected, given):
             raise InvalidSignature("Event-Sign does not match this shop's client_id and client_secret")
         if str(_push(body).get("client_id")) != client_id:
             raise InvalidSignature("The push is for another Youzan app (client_id)")
 
-    def events(self, body: bytes) -> list[MarketEvent]:
+    def events(self, body: bytes, now: datetime) -> list[MarketEvent]:
         push = _push(body)
         kind = KINDS.get(push["type"], "other")
         try:
             msg = orjson.loads(unquote(str(push.get("msg") or "{}"))) if push.get("msg") else {}
         except orjson.JSONDecodeError:
             raise BadRequest("msg is not URL-encoded JSON") from None
-        msg = msg if isinstance(msg, dict) else {}
-        event_id = str(push.get("msg_id") or f"{push['type']}:{push.get('id')}:{push.get('version')}")[:128]
-        now = datetime.now(BEIJING)
+        msg = _section(msg)
+        event_id = _text(push.get("msg_id") or f"{push['type']}:{push.get('id')}:{push.get('version')}", 128)
         if kind == "paid":
             return [self._paid(event_id, push, msg, now)]
-        order_id = str(msg.get("tid") or push.get("id") or "")[:64]
+        order_id = _text(msg.get("tid") or push.get("id") or "", 64)
         if not order_id:
             raise BadRequest("The push names no order (tid)")
         if kind == "refunded":
             return [MarketEvent(event_id, kind, order_id, _when(msg.get("update_time"), now),
-                                refund_id=str(msg.get("refund_id") or event_id)[:64],
+                                refund_id=_text(msg.get("refund_id") or event_id, 128)[:64],
                                 refunded=fen(msg.get("refunded_fee", "0")))]
         return [MarketEvent(event_id, kind, order_id, _when(msg.get("update_time"), now))]
 
     def _paid(self, event_id: str, push: dict, msg: dict, now: datetime) -> MarketEvent:
-        full = msg.get("full_order_info") if isinstance(msg.get("full_order_info"), dict) else {}
-        info, buyer = full.get("order_info") or {}, full.get("buyer_info") or {}
-        order_id = str(info.get("tid") or push.get("id") or "")[:64]
+        """The goods lines earn (``orders[].payment``); what else was paid (postage) does not, the
+        core sees to that when the lines add up to less than ``pay_info.payment``."""
+        full = _section(msg.get("full_order_info"))
+        info, buyer = _section(full.get("order_info")), _section(full.get("buyer_info"))
+        order_id = _text(info.get("tid") or push.get("id") or "", 64)
         if not order_id:
             raise BadRequest("The paid push names no order (full_order_info.order_info.tid)")
-        lines = tuple(MarketLine(str(item.get("outer_item_id") or item.get("item_id") or "ITEM")[:64],
-                                 max(1, int(item.get("num") or 1)), fen(item.get("payment", "0")))
-                      for item in full.get("orders") or () if isinstance(item, dict))
-        paid = fen((full.get("pay_info") or {}).get("payment", "0"))
-        if sum(line.amount for line in lines) != paid:  # postage, say: the order earns as one line of what was paid
-            lines = ()
+        items = full.get("orders") if isinstance(full.get("orders"), list) else []
+        lines = tuple(MarketLine(_text(item.get("outer_item_id") or item.get("item_id") or "ITEM", 64) or "ITEM",
+                                 _count(item.get("num", 1)), fen(item.get("payment", "0")))
+                      for item in items if isinstance(item, dict))
+        paid = fen(_section(full.get("pay_info")).get("payment", "0"))
         phone = str(buyer.get("buyer_phone") or "") or None
         return MarketEvent(event_id, "paid", order_id, _when(info.get("pay_time") or info.get("created"), now),
                            buyer_phone=phone if phone and phone.isdigit() and len(phone) == 11 else None,
-                           buyer_id=str(buyer.get("yz_open_id") or buyer.get("fans_id") or "")[:128] or None,
+                           buyer_id=_text(buyer.get("yz_open_id") or buyer.get("fans_id") or "", 128) or None,
                            lines=lines, paid=paid)
 
     def ack(self) -> tuple[bytes, str]:

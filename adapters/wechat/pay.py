@@ -114,4 +114,4 @@ def as_sale(paid: PaidTransaction, mch_id: str, member: Member, store_id: int, n
                       lines=[Line(sku="WECHATPAY", category="wechat_pay", qty=1, unit_price=paid.total,
                                   amount=paid.total)],
                       member=member, payments=[Payment("wechat_pay", paid.total)], store_id=store_id,
-                      channel="wechat", received_at=now)
+                      channel="wechat", received_at=now, priced=True)

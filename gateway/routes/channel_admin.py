@@ -111,7 +111,9 @@ class ChannelIn(RootModel[Connection]):
             if any(p["type"] == "json_invalid" for p in problems):
                 raise
             for problem in problems:
-                if problem["loc"] and problem["loc"][0] in PLATFORMS:
+                if problem["type"].startswith("union_tag"):  # no platform, or one not connectable
+                    problem["loc"], problem["msg"] = ("platform",), f"one of {', '.join(PLATFORMS)}"
+                elif problem["loc"] and problem["loc"][0] in PLATFORMS:
                     problem["loc"] = problem["loc"][1:]
             raise ValidationFailed(field_errors(problems)) from None
 
@@ -211,7 +213,7 @@ async def list_inbox(call: Call):
            description="Tries the event now, whatever its status: one applied before has no second effect.")
 async def replay_inbox(call: Call):
     shop = await _shop(call)
-    event_id = call.request.match_info["event_id"]
-    row = await inbox.replay(shop, event_id[:128], await call.program(), call.services.vault,
+    event_id = call.path_code("event_id", 128)
+    row = await inbox.replay(shop, event_id, await call.program(), call.services.vault,
                              call.services.clock.now())
     return inbox.view(row)

@@ -67,7 +67,8 @@ async def _marketplace_push(call: Call, platform_name: str) -> web.Response:
     platform, body = PLATFORMS[platform_name], await call.request.read()
     channel = await call.connected(platform_name, platform.shop_of(body, call.request.headers))
     platform.verify(channel, body, call.request.headers)
-    events, now = platform.events(body), call.services.clock.now()
+    now = call.services.clock.now()
+    events = platform.events(body, now)
     shop = inbox.Channel(channel.id, Shop(channel.chain_id, platform_name, channel.external_id))
     await inbox.receive(shop, events, body.decode("utf-8", "replace"), await call.program_of(channel.chain_id),
                         call.services.vault, now)

@@ -181,10 +181,12 @@ def _check_order(lines: list[Line], coupon_discount: int) -> None:
 
 
 def price_order(lines: list[Line], program: Program, level: Level, coupon_discount: int,
-                redeem_points: int, at: datetime) -> Quote:
+                redeem_points: int, at: datetime, priced: bool = False) -> Quote:
+    """``priced``: the channel set what the buyer paid (a marketplace, WeChat Pay): no tier
+    discount is taken here, the tier's earning multiplier still counts."""
     _check_order(lines, coupon_discount)
     subtotal = sum(line.amount for line in lines)
-    tier = tier_discount(subtotal, level)
+    tier = 0 if priced else tier_discount(subtotal, level)
     coupon = min(coupon_discount, subtotal - tier)
     points = points_discount(redeem_points, subtotal - tier - coupon, subtotal, program.points.redeem)
     tiers, coupons, redeems = _share_discounts([tier, coupon, points], [line.amount for line in lines])

@@ -5,6 +5,7 @@ the till; a buyer who is no member yet earns once they bind their account; chain
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -222,3 +223,56 @@ async def test_an_order_of_a_frozen_member_fails_and_the_worker_applies_it_once_
     await schedule.run_due()
     assert (await balances(chain, member["id"]))["pending_points"] == 70
     assert [e["status"] for e in await inbox(chain, youzan)] == ["applied"]
+
+
+async def test_a_member_on_a_discount_tier_earns_on_what_they_paid_and_postage_earns_nothing(chain, clock):
+    discounted = program(campaigns=[])
+    discounted["tiers"]["levels"][0]["discount_percent"] = 5  # everyone's tier takes 5 % off at the till
+    await chain.set_program(discounted)
+    shop = await connect(chain)
+    member = await chain.new_member("13700000101")
+    # 100 yuan of goods and 10 of postage: Youzan priced it; the 5 % is the till's, not taken again
+    await send(chain, shop.paid("D1", "110.00", phone="13700000101", pay_time=beijing(clock),
+                                items=[("TEA", 1, "100.00")]))
+    [event] = await inbox(chain, shop)
+    assert event["status"] == "applied", event
+    assert (await balances(chain, member["id"]))["pending_points"] == 100
+    # Youzan refunds all 110 (postage too): what the order earned goes back, nothing more
+    await send(chain, shop.refund("D1", "RF-D1", "110.00"))
+    assert (await balances(chain, member["id"]))["pending_points"] == 0
+    assert [e["status"] for e in await inbox(chain, shop)] == ["applied", "applied"]
+    # an order said to be from years ago earns as of a month ago at the oldest, pending from now
+    await send(chain, shop.paid("D2", "20.00", phone="13700000101", pay_time="2020-01-01 10:00:00"))
+    stored = await Order.get(chain_id=chain.chain_id, txn_id="D2")
+    assert clock.now() - timedelta(days=31) < stored.occurred_at <= clock.now()
+    assert (await balances(chain, member["id"]))["pending_points"] == 20
+
+
+async def test_pushes_that_cannot_be_read_are_400_or_401_never_500(chain, youzan, clock):
+    def paid_with(**full) -> tuple[dict, bytes]:
+        msg = {"full_order_info": {"order_info": {"tid": "BAD1", "pay_time": beijing(clock)},
+                                   "buyer_info": {"buyer_phone": "13700000111"},
+                                   "pay_info": {"payment": "10.00"},
+                                   "orders": [{"outer_item_id": "A", "num": 1, "payment": "10.00"}], **full}}
+        return youzan.push("trade_TradeBuyerPay", "BAD1", msg)
+
+    statuses = []
+    for pushed in (paid_with(pay_info={"payment": "NaN"}), paid_with(pay_info={"payment": "1.005"}),
+                   paid_with(orders=[{"outer_item_id": "A", "num": "abc", "payment": "10.00"}]),
+                   paid_with(order_info={"tid": "BAD\u00001"}),
+                   # readable enough: no order sections means the push's id and one line of what was paid
+                   paid_with(order_info=["not", "a", "dict"]), paid_with(orders=5)):
+        statuses.append((await chain.client.post("/v1/hooks/youzan", data=pushed[1], headers=pushed[0])).status)
+    assert statuses == [400, 400, 400, 400, 200, 200]
+    # the two readable pushes (two msg_ids of one order) wait for a member with that phone
+    assert [(e["order_id"], e["status"], e["reason"]) for e in await inbox(chain, youzan)] == [
+        ("BAD1", "waiting", "no_member")] * 2
+
+    headers, body = youzan.paid("BAD2", "1.00")
+    huge = body.replace(f'"kdt_id":{youzan.kdt_id}'.encode(), b'"kdt_id":' + b"9" * 5000)
+    assert (await chain.client.post("/v1/hooks/youzan", data=huge, headers=headers)).status == 400
+    await problem(await chain.client.post("/v1/hooks/youzan", data=body, headers={**headers, "Event-Sign": "é"}),
+                  401, "invalid_signature")
+    assert not await Order.filter(chain_id=chain.chain_id, txn_id="BAD1").exists()
+    found = await problem(await chain.admin("POST", "/v1/channels", {"shop_id": "1"}), 422, "validation_error")
+    assert [e["field"] for e in found["errors"]] == ["platform"]

@@ -82,3 +82,16 @@ async def test_a_merchant_belongs_to_one_chain(paying, other_chain):
         "platform": "wechat", "app_id": "wx00000000000000bb", "app_secret": "s" * 32, **pay.channel_fields()}),
         409, "already_exists")
     assert (await (await other_chain.admin("GET", "/v1/channels")).json())["items"] == []
+
+
+async def test_a_member_on_a_discount_tier_earns_on_what_they_paid(chain, fake_wechat):
+    discounted = copy.deepcopy(PROGRAM)
+    discounted["tiers"]["levels"][0]["discount_percent"] = 5  # the till's discount, not WeChat Pay's
+    await chain.set_program(discounted)
+    pay = FakeWeChatPay()
+    shop = await connect(chain, fake_wechat, **pay.channel_fields())
+    token, _ = await shop.member("13300000051", openid="o_discounted")
+    assert (await notify(shop, pay, *pay.notification(shop.app_id, "o_discounted", 20000, attach="S01"))).status == 204
+    assert (await shop.me(token))["balances"]["points"] == 200  # 200 yuan paid, 200 points; no 5 % taken again
+    [paid] = await Order.filter(chain_id=chain.chain_id, source=f"wechatpay:{pay.mch_id}")
+    assert (paid.payable, paid.tier_discount) == (20000, 0)
