@@ -6,8 +6,11 @@ import secrets
 import shlex
 import time
 import urllib.request
+import uuid
+from urllib.parse import quote
 from pathlib import Path
 
+from adapters.marketplaces import youzan
 from loyalty_core import chains, channels, members
 from loyalty_core.clock import Clock
 from loyalty_core.crypto import Vault
@@ -22,6 +25,8 @@ SEED_FILE = Path("var/demo.json")
 DEMO_PHONE = "13800138000"
 DEMO_APP = {"platform": "wechat", "app_id": "wx0de0000000000001", "app_secret": "demoAppSecret0000000000000000001"}
 NEW_PHONE = "13900139000"  # who joins from the mini-program in the banner's example
+DEMO_SHOP = {"platform": "youzan", "shop_id": "90000001", "client_id": "demoYouzanClient01",
+             "client_secret": "demoYouzanSecret0000000000000001"}
 
 DEMO_PROGRAM = {
     "timezone": "Asia/Shanghai",
@@ -56,6 +61,7 @@ async def seed(settings: Settings) -> dict:
         if existing and await Chain.exists(id=existing["chain_id"]) and await Terminal.exists(
                 terminal_id=existing["terminal_id"]):
             await _demo_app(existing["chain_id"], vault)
+            await _demo_shop(existing["chain_id"], vault)
             return existing
         chain, key = await chains.create_chain("Demo Coffee")
         program = await chains.put_program(chain.id, Program.model_validate(DEMO_PROGRAM))
@@ -64,6 +70,7 @@ async def seed(settings: Settings) -> dict:
         member = await members.register_member(
             chain.id, members.NewMember(phone=DEMO_PHONE, name="张三", store_code="S01"), program, vault, Clock().now())
         await _demo_app(chain.id, vault)
+        await _demo_shop(chain.id, vault)
         seeded = {"chain_id": chain.id, "admin_key": key.key, "terminal_id": terminal.terminal.terminal_id,
                   "terminal_secret": terminal.secret, "member_id": member.id, "member_phone": DEMO_PHONE}
         SEED_FILE.parent.mkdir(parents=True, exist_ok=True)
@@ -78,6 +85,39 @@ async def _demo_app(chain_id: int, vault: Vault) -> None:
     """The demo mini-program app (its WeChat is the fake that ``make run`` starts), once."""
     if await channels.connected("wechat", DEMO_APP["app_id"], vault) is None:
         await channels.connect_wechat(chain_id, DEMO_APP, vault, Clock().now())
+
+
+async def _demo_shop(chain_id: int, vault: Vault) -> None:
+    """The demo Youzan shop (its pushes are the ones the banner prints), once."""
+    if await channels.connected("youzan", DEMO_SHOP["shop_id"], vault) is None:
+        await channels.connect_shop(chain_id, "youzan", DEMO_SHOP, vault, Clock().now())
+
+
+def youzan_push(kind: str, order_id: str, msg: dict) -> tuple[str, bytes]:
+    """A push of the demo shop as Youzan sends it: its ``Event-Sign`` and body."""
+    body = json.dumps({"client_id": DEMO_SHOP["client_id"], "kdt_id": int(DEMO_SHOP["shop_id"]), "id": order_id,
+                       "type": kind, "msg": quote(json.dumps(msg, separators=(",", ":"))),
+                       "msg_id": str(uuid.uuid4()), "version": int(time.time() * 1000)},
+                      separators=(",", ":")).encode()
+    return youzan.sign(DEMO_SHOP["client_id"], body, DEMO_SHOP["client_secret"]), body
+
+
+def youzan_curls(base_url: str, phone: str, order_id: str | None = None) -> list[str]:
+    """A ready-to-paste paid order and its confirmation from the demo Youzan shop, for ``phone``."""
+    order_id = order_id or "E" + time.strftime("%Y%m%d%H%M%S") + secrets.token_hex(3)
+    paid_at = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(time.time() + 8 * 3600))  # Beijing time
+    paid = youzan_push("trade_TradeBuyerPay", order_id, {"full_order_info": {
+        "order_info": {"tid": order_id, "pay_time": paid_at}, "buyer_info": {"buyer_phone": phone},
+        "pay_info": {"payment": "66.00"}, "orders": [{"outer_item_id": "BEANS-250G", "num": 1, "payment": "66.00"}]}})
+    confirmed = youzan_push("trade_TradeSuccess", order_id, {"tid": order_id})
+
+    def curl(pushed: tuple[str, bytes]) -> str:
+        return " ".join(shlex.quote(part) for part in [
+            "curl", "-sS", "-X", "POST", base_url + "/v1/hooks/youzan", "-H", f"Event-Sign: {pushed[0]}",
+            "-H", "Content-Type: application/json", "--data-raw", pushed[1].decode()])
+
+    return [f"Try the Youzan shop {DEMO_SHOP['shop_id']} (signed as Youzan signs; a paid order of 66 yuan for "
+            f"{phone}, pending until the second push confirms it):", "  " + curl(paid), "  " + curl(confirmed), ""]
 
 
 def mini_program_curls(wechat_base_url: str, base_url: str) -> list[str]:
@@ -135,5 +175,6 @@ def banner(seeded: dict, host: str, port: int, wechat_base_url: str | None = Non
         "  " + signed_curl(seeded, "POST", "/v1/pos/scan", scan, base),
         "",
         *(mini_program_curls(wechat_base_url, base) if wechat_base_url else []),
+        *youzan_curls(base, seeded["member_phone"]),
         f"API reference: {base}/docs   OpenAPI: {base}/openapi.json",
     ])
