@@ -79,6 +79,10 @@ class Entry:
     extra: dict = field(default_factory=dict)
     tally: tiers.Tally | None = None      # what the entry adds to the member's tier figures
     zone: str | None = None               # the chain's timezone: the entry rolls up into the member's day
+    # PostgreSQL: the entry's ``ref`` is ``ref`` followed by the next value of this sequence, drawn
+    # in the entry's statement and answered as ``Posted.ref_id`` (an order's id before its row is
+    # written, so that the row is written once, with its result, in the order's last statement)
+    ref_sequence: str | None = None
 
 
 def check_balanced(legs: list[Leg]) -> None:
@@ -102,6 +106,7 @@ class Posted:
     balances: dict[tuple[int, str], int]
     accounts: dict[str, int] = field(default_factory=dict)
     standing: tiers.Reading | None = None
+    ref_id: int | None = None
 
     def balance(self, member_id: int, kind: str) -> int | None:
         return self.balances.get((member_id, kind))
@@ -138,12 +143,12 @@ def _shortfall(legs: list[Leg], moved: set[tuple[int, str]]) -> None:
 # points and order to the member's day (``rollup``). The answer: the entry's id, the moved balances,
 # every account of the member (the moved ones as moved), and the tier standing after the tally.
 POST_AT_ONCE = """
-WITH legs AS (
+WITH {keyshare}legs AS (
   SELECT * FROM unnest($11::text[], $12::text[], $13::bigint[], $14::bigint[], $15::boolean[])
     AS l(ledger, unit, amount, member_id, guarded)
 ), sums AS (
   SELECT member_id, ledger, SUM(amount) AS amount, SUM(CASE WHEN guarded THEN amount ELSE 0 END) AS guarded_debit
-  FROM legs WHERE member_id IS NOT NULL GROUP BY member_id, ledger
+  FROM legs WHERE member_id IS NOT NULL{after_keyshare} GROUP BY member_id, ledger
 ), locked AS (
   SELECT a.id FROM accounts a JOIN sums s ON a.member_id = s.member_id AND a.kind = s.ledger
   WHERE a.chain_id = $1 ORDER BY a.id FOR NO KEY UPDATE OF a
@@ -152,9 +157,9 @@ WITH legs AS (
   WHERE a.chain_id = $1 AND a.id = k.id AND a.member_id = s.member_id AND a.kind = s.ledger
     AND (s.guarded_debit = 0 OR a.balance + s.guarded_debit >= 0)
   RETURNING a.id, a.member_id, a.kind, a.balance
-), entry AS (
+){refs}, entry AS (
   INSERT INTO journal_entries (chain_id, key, kind, member_id, channel, actor, reason, ref, occurred_at, created_at)
-  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id
+  VALUES ($1, $2, $3, $4, $5, $6, $7, {ref}, $9, $10) RETURNING id
 ), posted AS (
   INSERT INTO postings (entry_id, chain_id, account_id, ledger, unit, amount)
   SELECT entry.id, $1, m.id, l.ledger, l.unit, l.amount
@@ -162,8 +167,17 @@ WITH legs AS (
 ){tally}
 SELECT 'entry' AS what, NULL::bigint AS member_id, NULL::text AS kind, id AS value FROM entry
 UNION ALL SELECT 'moved', member_id, kind, balance FROM moved
-UNION ALL SELECT 'account', member_id, kind, balance FROM accounts WHERE chain_id = $1 AND member_id = $4{standing}
+UNION ALL SELECT 'account', member_id, kind, balance FROM accounts WHERE chain_id = $1 AND member_id = $4{standing}{ref_row}
 """
+# With ``Entry.ref_sequence`` (an order whose row is written last): the entry draws the order's id,
+# and takes the key-share lock on its member that the order row's foreign key took first before:
+# ahead of the accounts' locks (``sums``, which ``locked`` reads in full before it locks a row,
+# waits for it), as every other path does, so that an adjustment holding the member row first
+# never waits for accounts this entry holds while this entry waits for the member row.
+KEYSHARE = "keyshare AS MATERIALIZED (SELECT id FROM members WHERE chain_id = $1 AND id = $4 FOR KEY SHARE), "
+AFTER_KEYSHARE = " AND EXISTS (SELECT 1 FROM keyshare)"
+REFS = ", refs AS (SELECT nextval('{sequence}') AS id)"
+REF_ROW = "\nUNION ALL SELECT 'ref', NULL, NULL, id FROM refs"
 
 
 ROLLED = ("points_issued", "points_redeemed", "points_expired")
@@ -208,14 +222,19 @@ async def _post_at_once(chain_id: int, entry: Entry, legs: list[Leg]) -> Posted:
     if (day := rollup(entry, legs)) is not None:
         tally += f", rolled AS ({_rollup_sql('$4', len(params) + 1)})\n"
         params += day
-    found = await sql.rows(POST_AT_ONCE.format(tally=tally, standing=standing), *params)
+    drawn = entry.ref_sequence is not None and entry.member_id is not None
+    found = await sql.rows(POST_AT_ONCE.format(
+        tally=tally, standing=standing, keyshare=KEYSHARE if drawn else "", after_keyshare=AFTER_KEYSHARE if drawn else "",
+        refs=REFS.format(sequence=entry.ref_sequence) if drawn else "", ref="$8 || (SELECT id FROM refs)" if drawn else "$8",
+        ref_row=REF_ROW if drawn else ""), *params)
     moved = {(int(r["member_id"]), r["kind"]): int(r["value"]) for r in found if r["what"] == "moved"}
     _shortfall(legs, set(moved))
     accounts = {r["kind"]: int(r["value"]) for r in found if r["what"] == "account"}
     accounts.update({kind: value for (member_id, kind), value in moved.items() if member_id == entry.member_id})
     entry_id = next(int(r["value"]) for r in found if r["what"] == "entry")
     reading = tiers.reading_of(found) if entry.tally is not None else None
-    return Posted(entry_id, moved, accounts, reading)
+    ref_id = next((int(r["value"]) for r in found if r["what"] == "ref"), None)
+    return Posted(entry_id, moved, accounts, reading, ref_id)
 
 
 async def _post_in_parts(chain_id: int, entry: Entry, legs: list[Leg]) -> Posted:

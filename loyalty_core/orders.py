@@ -195,21 +195,29 @@ class Recorded:
     occurred_at: datetime
     period: int
     points_redeemed: int
+    unwritten: list | None = None  # PostgreSQL, a member's order: RECORD's parameters, for its last statement
 
 
 async def _record(chain_id: int, order: OrderInput, figures: pricing.Quote, program: Program,
                   now: datetime) -> Recorded:
+    """The order's row: written now, or (PostgreSQL, a member's order) kept for the order's last
+    statement, its id drawn by the ledger entry's statement (``Entry.ref_sequence``), so that the
+    row is written once, with its result; a twin of the sale then collides on the entry's key, one
+    of another sale with the same dynamic code on the row's."""
     member = order.member
     row = Recorded(0, order.source, order.txn_id, member.id if member else None, order.occurred_at,
                    tiers.period_of(order.occurred_at, program), order.redeem_points if figures.points_discount else 0)
-    inserted = await sql.rows(
-        RECORD, chain_id, order.store_id, order.channel, order.source, order.txn_id, row.member_id, order.member_code,
-        order.occurred_at, order.received_at or now, row.period, member.tier_code if member else None,
-        figures.subtotal, figures.tier_discount, figures.coupon_discount, figures.points_discount, figures.payable,
-        row.points_redeemed, figures.points_to_earn, figures.growth_to_earn,
-        _json([_line_json(line) for line in figures.lines]),
-        _json([{"method": p.method, "amount": p.amount} for p in order.payments]), _json(order.coupons),
-        timezone.now())
+    params = [chain_id, order.store_id, order.channel, order.source, order.txn_id, row.member_id, order.member_code,
+              order.occurred_at, order.received_at or now, row.period, member.tier_code if member else None,
+              figures.subtotal, figures.tier_discount, figures.coupon_discount, figures.points_discount,
+              figures.payable, row.points_redeemed, figures.points_to_earn, figures.growth_to_earn,
+              _json([_line_json(line) for line in figures.lines]),
+              _json([{"method": p.method, "amount": p.amount} for p in order.payments]), _json(order.coupons),
+              timezone.now()]
+    if member is not None and sql.dialect() == "postgres":
+        row.unwritten = params
+        return row
+    inserted = await sql.rows(RECORD, *params)
     if not inserted:
         raise DuplicateEntry(f"order:{order.source}:{order.txn_id}")
     row.id = int(inserted[0]["id"])
@@ -241,7 +249,11 @@ async def _apply(chain_id: int, order: OrderInput, figures: pricing.Quote, progr
         entry = await _post_order(chain_id, order, row, legs, tiers.tally(program, row.period, tiers.Figures(
             growth=figures.growth_to_earn, points_earned=figures.points_to_earn, spend=figures.payable, orders=1,
             last_order_at=order.occurred_at), now), program.timezone)
-        await risk.check_order(chain_id, member.id, order.occurred_at, program)
+        if row.unwritten is not None:
+            row.id = entry.ref_id
+            created = ("order.created", {**created[1], "order_id": row.id})
+        await risk.check_order(chain_id, member.id, order.occurred_at, program,
+                               unwritten=row.points_redeemed if row.unwritten is not None else None)
         kept = await _move_points(chain_id, member.id, entry, row, figures.points_to_earn, pending_until, program)
         tier = await tiers.raise_tier(member, program, now, entry.standing)
         tier_after = member.tier_code if tier["changed"] else None
@@ -275,8 +287,11 @@ async def _keep_result(chain_id: int, row: Recorded, result: dict, principal: in
     marked redeemed (all of them, or the order is refused: one was used meanwhile) and the
     caller's stored answer: one statement on PostgreSQL."""
     insert, params, _ = outbox.inserting(chain_id, events, now)
-    *_, redeemed, stored = await sql.together(
-        lot, (RESULT, [chain_id, row.id, _json(result), principal, bonus, tier_after]), (insert, params), used, sealed)
+    if row.unwritten is not None:
+        written = (RECORD_WITH_RESULT, [*row.unwritten, row.id, _json(result), principal, bonus, tier_after])
+    else:
+        written = (RESULT, [chain_id, row.id, _json(result), principal, bonus, tier_after])
+    *_, redeemed, stored = await sql.together(lot, written, (insert, params), used, sealed)
     if redeemed != coupon_count:
         raise CouponNotUsable("A coupon of this order was used by another order meanwhile")
     confirm(seal, stored)
@@ -284,6 +299,16 @@ async def _keep_result(chain_id: int, row: Recorded, result: dict, principal: in
 
 RESULT = ("UPDATE orders SET result = $3, stored_value_principal = $4, stored_value_bonus = $5, tier_after = $6 "
           "WHERE chain_id = $1 AND id = $2")
+# The whole row at once (``RECORD``'s columns and parameters, then its id and what ``RESULT``
+# sets): no ON CONFLICT, so that a twin under the same dynamic code fails its transaction.
+RECORD_WITH_RESULT = """
+INSERT INTO orders (chain_id, store_id, channel, source, txn_id, member_id, member_code, occurred_at, received_at,
+  period, tier_before, subtotal, tier_discount, coupon_discount, points_discount, payable, points_redeemed,
+  points_earned, stored_value_principal, stored_value_bonus, growth_earned, lines, payments, coupons, result,
+  refunded_amount, refund_state, created_at, id, tier_after)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $26, $27, $19, $20, $21, $22,
+  $25, 0, '{}', $23, $24, $28)
+"""
 
 
 async def _post_order(chain_id: int, order: OrderInput, row: Recorded, legs: list[ledger.Leg],
@@ -291,7 +316,8 @@ async def _post_order(chain_id: int, order: OrderInput, row: Recorded, legs: lis
     try:
         return await ledger.post(chain_id, ledger.Entry(
             key=f"order:{order.source}:{order.txn_id}", kind="order", member_id=row.member_id, channel=order.channel,
-            ref=f"order:{row.id}", occurred_at=order.occurred_at, legs=legs, tally=tally, zone=zone))
+            ref="order:" if row.unwritten is not None else f"order:{row.id}", occurred_at=order.occurred_at,
+            legs=legs, tally=tally, zone=zone, ref_sequence="orders_id_seq" if row.unwritten is not None else None))
     except InsufficientPoints:
         available = await points.points_balance(chain_id, row.member_id)
         raise InsufficientPoints(f"{row.points_redeemed} points asked, {max(available, 0)} available") from None

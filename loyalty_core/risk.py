@@ -38,15 +38,19 @@ def _day_start(moment: datetime, program: Program) -> datetime:
     return local.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-async def check_order(chain_id: int, member_id: int, occurred_at: datetime, program: Program) -> None:
-    """Refuse an order (already written, uncommitted) that crosses a limit. Call after the order's
-    ledger entry, in its transaction."""
+async def check_order(chain_id: int, member_id: int, occurred_at: datetime, program: Program,
+                      unwritten: int | None = None) -> None:
+    """Refuse an order that crosses a limit. Call after the order's ledger entry, in its
+    transaction: the order's row is written (uncommitted), or, with ``unwritten`` (the points it
+    redeems), is still to be written by the transaction's last statement and is counted here."""
     if not limited(program):
         return
     hour_ago, day_start = occurred_at - HOUR, _day_start(occurred_at, program)
     found = (await sql.rows(RECENT, chain_id, member_id, occurred_at, hour_ago, day_start,
                             min(hour_ago, day_start) - timedelta(microseconds=1)))[0]
     orders, redeemed = int(found["orders"]), int(found["redeemed"])
+    if unwritten is not None:
+        orders, redeemed = orders + 1, redeemed + unwritten
     risk = program.risk
     if risk.max_orders_per_hour is not None and orders > risk.max_orders_per_hour:
         raise RiskLimitExceeded(f"{orders} orders in the hour up to this one; the limit is {risk.max_orders_per_hour}",
