@@ -22,10 +22,10 @@ from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
-from loyalty_core import inbox, jobs, webhooks
+from loyalty_core import inbox, jobs
 from loyalty_core.clock import Clock
 from loyalty_core.models import Chain, IdempotencyRecord, MessageSend, OutboxEvent
-from loyalty_core.outbox import backoff
+from loyalty_core.outbox import backoff, given_up
 
 from adapters.wechat.cards import CardSync
 from adapters.wechat.client import WeChat
@@ -117,8 +117,7 @@ class Relay:
         try:
             await self.deliver(event)
         except Exception as error:  # any receiver failure is retried later, never lost
-            dead = attempts >= MAX_ATTEMPTS if event.topic != webhooks.DELIVERY else webhooks.expired(
-                event, self.clock.now())
+            dead = given_up(event.topic, attempts, event.created_at, self.clock.now(), MAX_ATTEMPTS)
             await OutboxEvent.filter(chain_id=event.chain_id, id=event.id).update(
                 attempts=attempts, last_error=f"{type(error).__name__}: {error}"[:2000], locked_until=None,
                 status="dead" if dead else "pending", next_attempt_at=self.clock.now() + backoff(attempts))

@@ -28,6 +28,7 @@ FIELDS = {
     # marketplace shops, found by the shop id their pushes name
     "youzan": {"id": "shop_id", "settings": ("client_id",), "secrets": ("client_secret",)},
 }
+MARKETPLACES = ("youzan",)  # the marketplace platforms whose shops can be connected (inbox, hooks)
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,14 @@ async def find_member_row(cache: Cache, vault: Vault, chain_id: int, code: str, 
     return found[0], dynamic
 
 
+async def member_with_phone(chain_id: int, phone: str, vault) -> Member | None:
+    """The member who holds this phone (a merged record: the member it went to), or None."""
+    found = await Member.get_or_none(chain_id=chain_id, phone_hash=vault.lookup_hash(chain_id, phone))
+    if found is not None and found.merged_into is not None:
+        return await member_by_id(chain_id, found.merged_into)
+    return found
+
+
 async def member_by_id(chain_id: int, member_id: int) -> Member:
     """The member with this id, or the one a merge moved it into."""
     member = await sql.one(Member, MEMBER_BY_ID.format(columns=""), member_id, chain_id)

@@ -20,13 +20,13 @@ applied: the core keys orders by (source, order id), refunds by refund id, and a
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 
+from . import channels
 from .crypto import Vault
 from .errors import LoyaltyError, NotFound
 from .marketplace import MarketEvent, NoPaymentYet, Shop, Waiting, apply
@@ -37,50 +37,41 @@ from .program import Program
 
 MAX_ATTEMPTS = 12
 STALLED = timedelta(minutes=5)
-MARKETPLACES = ("youzan", "douyin", "eleme", "taobao")
 STATUSES = ("received", "applied", "waiting", "failed")
 log = structlog.get_logger("inbox")
 
 
-@dataclass(frozen=True)
-class Channel:
-    """The connected shop an event came through."""
-
-    id: int
-    shop: Shop
-
-
-async def receive(channel: Channel, events: list[MarketEvent], body: str, program: Program, vault: Vault,
+async def receive(shop: Shop, events: list[MarketEvent], body: str, program: Program, vault: Vault,
                   now: datetime) -> list[InboxEvent]:
     """Store each event (a resend is found, not stored again) and apply what is new or unfinished."""
     rows = []
     for event in events:
-        row = await _stored(channel, event, body, now)
+        row = await _stored(shop, event, body, now)
         if row.status in ("received", "failed"):
-            await attempt(channel, row, program, vault, now)
+            await attempt(shop, row, program, vault, now)
         rows.append(row)
     return rows
 
 
-async def _stored(channel: Channel, event: MarketEvent, body: str, now: datetime) -> InboxEvent:
-    chain_id = channel.shop.chain_id
-    found = await InboxEvent.get_or_none(chain_id=chain_id, channel_id=channel.id, event_id=event.event_id)
+async def _stored(shop: Shop, event: MarketEvent, body: str, now: datetime) -> InboxEvent:
+    chain_id = shop.chain_id
+    found = await InboxEvent.get_or_none(chain_id=chain_id, channel_id=shop.channel_id, event_id=event.event_id)
     if found is not None:
         return found
     try:
-        return await InboxEvent.create(chain_id=chain_id, channel_id=channel.id, event_id=event.event_id,
+        return await InboxEvent.create(chain_id=chain_id, channel_id=shop.channel_id, event_id=event.event_id,
                                        kind=event.kind, order_key=event.order_id, buyer_key=event.buyer_id,
                                        status="received", event=event.as_json(), body=body, received_at=now)
     except IntegrityError:  # the same push twice at once: the other one stored it
-        return await InboxEvent.get(chain_id=chain_id, channel_id=channel.id, event_id=event.event_id)
+        return await InboxEvent.get(chain_id=chain_id, channel_id=shop.channel_id, event_id=event.event_id)
 
 
-async def attempt(channel: Channel, row: InboxEvent, program: Program, vault: Vault, now: datetime) -> None:
+async def attempt(shop: Shop, row: InboxEvent, program: Program, vault: Vault, now: datetime) -> None:
     """Apply a stored event and record how it went; a payment applied releases what waited for it."""
     event = MarketEvent.of_json(row.event)
     status, reason, next_at = "applied", None, None
     try:
-        if await apply(channel.shop, event, program, vault, now) == "ignored":
+        if await apply(shop, event, program, vault, now) == "ignored":
             reason = "nothing to do"
     except Waiting as waiting:
         status, reason = "waiting", waiting.reason
@@ -103,18 +94,18 @@ async def attempt(channel: Channel, row: InboxEvent, program: Program, vault: Va
     log.info("inbox.attempted", chain_id=row.chain_id, channel_id=row.channel_id, event_id=row.event_id,
              kind=row.kind, status=status, reason=reason)
     if status == "applied" and row.kind == "paid":
-        await _release(channel, InboxEvent.filter(chain_id=row.chain_id, channel_id=channel.id,
+        await _release(shop, InboxEvent.filter(chain_id=row.chain_id, channel_id=shop.channel_id,
                                                   order_key=row.order_key, status="waiting"), program, vault, now)
 
 
-async def _release(channel: Channel, waiting, program: Program, vault: Vault, now: datetime) -> None:
+async def _release(shop: Shop, waiting, program: Program, vault: Vault, now: datetime) -> None:
     for row in await waiting.order_by("id"):
-        await attempt(channel, row, program, vault, now)
+        await attempt(shop, row, program, vault, now)
 
 
-async def release_buyer(channel: Channel, buyer_id: str, program: Program, vault: Vault, now: datetime) -> None:
+async def release_buyer(shop: Shop, buyer_id: str, program: Program, vault: Vault, now: datetime) -> None:
     """A member bound this buyer's account: the buyer's waiting orders are applied now."""
-    await _release(channel, InboxEvent.filter(chain_id=channel.shop.chain_id, channel_id=channel.id,
+    await _release(shop, InboxEvent.filter(chain_id=shop.chain_id, channel_id=shop.channel_id,
                                               buyer_key=buyer_id, status="waiting"), program, vault, now)
 
 
@@ -124,18 +115,18 @@ async def release_bound(chain_id: int, platform: str, buyer_id: str, program: Pr
     chain on that platform are applied now."""
     for channel_id, shop_id in await ChannelRow.filter(chain_id=chain_id, platform=platform).values_list(
             "id", "external_id"):
-        await release_buyer(Channel(channel_id, Shop(chain_id, platform, shop_id)), buyer_id, program, vault, now)
+        await release_buyer(Shop(chain_id, platform, shop_id, channel_id), buyer_id, program, vault, now)
 
 
-async def retry_due(channel: Channel, program: Program, vault: Vault, now: datetime) -> int:
+async def retry_due(shop: Shop, program: Program, vault: Vault, now: datetime) -> int:
     """The channel's failed and waiting events whose next attempt is due, and those stored but
     left unapplied for ``STALLED`` (a crash, a database outage mid-request); how many were tried."""
     stalled = now - STALLED  # stored, but the request that was applying it never finished
     due = await InboxEvent.filter(
         Q(status__in=("failed", "waiting"), next_attempt_at__lte=now) | Q(status="received", received_at__lte=stalled),
-        chain_id=channel.shop.chain_id, channel_id=channel.id).order_by("id").limit(100)
+        chain_id=shop.chain_id, channel_id=shop.channel_id).order_by("id").limit(100)
     for row in due:
-        await attempt(channel, row, program, vault, now)
+        await attempt(shop, row, program, vault, now)
     return len(due)
 
 
@@ -143,21 +134,21 @@ async def retry_chain(chain_id: int, vault: Vault, now: datetime) -> int:
     """The worker's pass over a chain: the failed events of every shop that are due again."""
     from .chains import get_program
 
-    shops = await ChannelRow.filter(chain_id=chain_id, platform__in=MARKETPLACES).values_list("id", "platform",
+    shops = await ChannelRow.filter(chain_id=chain_id, platform__in=channels.MARKETPLACES).values_list("id", "platform",
                                                                                                 "external_id")
     if not shops:
         return 0
     program, tried = await get_program(chain_id), 0
     for channel_id, platform, shop_id in shops:
-        tried += await retry_due(Channel(channel_id, Shop(chain_id, platform, shop_id)), program, vault, now)
+        tried += await retry_due(Shop(chain_id, platform, shop_id, channel_id), program, vault, now)
     return tried
 
 
-async def replay(channel: Channel, event_id: str, program: Program, vault: Vault, now: datetime) -> InboxEvent:
-    row = await InboxEvent.get_or_none(chain_id=channel.shop.chain_id, channel_id=channel.id, event_id=event_id)
+async def replay(shop: Shop, event_id: str, program: Program, vault: Vault, now: datetime) -> InboxEvent:
+    row = await InboxEvent.get_or_none(chain_id=shop.chain_id, channel_id=shop.channel_id, event_id=event_id)
     if row is None:
         raise NotFound(f"No event {event_id[:80]!r} in this channel's inbox")
-    await attempt(channel, row, program, vault, now)
+    await attempt(shop, row, program, vault, now)
     return row
 
 

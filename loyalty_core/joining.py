@@ -51,7 +51,7 @@ class Joined:
 
 async def join(chain_id: int, joining: Joining, program: Program, vault: Vault, now: datetime) -> Joined:
     phone = checked_phone(joining.phone)
-    member = await _by_phone(chain_id, phone, vault)
+    member = await codes.member_with_phone(chain_id, phone, vault)
     created = False
     if member is None:
         try:
@@ -60,7 +60,7 @@ async def join(chain_id: int, joining: Joining, program: Program, vault: Vault, 
                 channel="wechat"), program, vault, now)
             created = True
         except AlreadyExists:  # the same phone joined meanwhile (another tap, another app): link to it
-            member = await _by_phone(chain_id, phone, vault)
+            member = await codes.member_with_phone(chain_id, phone, vault)
             if member is None:
                 raise
     await _link(chain_id, member.id, joining.account)
@@ -69,13 +69,6 @@ async def join(chain_id: int, joining: Joining, program: Program, vault: Vault, 
     if created and joining.inviter is not None:
         await _credit_inviter(chain_id, joining.inviter, member.id, program, now)
     return Joined(member, created)
-
-
-async def _by_phone(chain_id: int, phone: str, vault: Vault) -> Member | None:
-    found = await Member.get_or_none(chain_id=chain_id, phone_hash=vault.lookup_hash(chain_id, phone))
-    if found is not None and found.merged_into is not None:  # a merged record: the member it went to
-        return await codes.member_by_id(chain_id, found.merged_into)
-    return found
 
 
 async def _link(chain_id: int, member_id: int, account: sessions.WeChatAccount) -> None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from . import codes, jobs, orders
+from .channels import Connected
 from .crypto import Vault
 from .models import Identity, Member
 from .program import Program
@@ -88,9 +89,16 @@ class NoPaymentYet(Waiting):
 
 @dataclass(frozen=True)
 class Shop:
+    """A connected marketplace shop: its chain, platform, the platform's shop id, and its channel."""
+
     chain_id: int
     platform: str
     shop_id: str
+    channel_id: int
+
+    @classmethod
+    def of(cls, channel: Connected) -> "Shop":
+        return cls(channel.chain_id, channel.platform, channel.external_id, channel.id)
 
     @property
     def source(self) -> str:
@@ -155,10 +163,9 @@ def _confirm_wait(program: Program) -> timedelta:
 async def buyer(shop: Shop, event: MarketEvent, vault: Vault) -> Member | None:
     """The member with the order's phone, else the member who bound the buyer's account."""
     if event.buyer_phone:
-        found = await Member.get_or_none(chain_id=shop.chain_id, phone_hash=vault.lookup_hash(shop.chain_id,
-                                                                                              event.buyer_phone))
+        found = await codes.member_with_phone(shop.chain_id, event.buyer_phone, vault)
         if found is not None and found.erased_at is None:
-            return await codes.member_by_id(shop.chain_id, found.merged_into or found.id)
+            return found
     if event.buyer_id:
         bound = await Identity.get_or_none(chain_id=shop.chain_id, channel=shop.platform, external_id=event.buyer_id)
         if bound is not None and bound.member_id is not None:

@@ -189,6 +189,29 @@ async def consents(chain_id: int, channel_id: int, openid: str) -> dict[str, Mes
     return {row.template_id: row for row in found}
 
 
+def templates_of(settings: dict) -> dict[str, str]:
+    """The kinds of message an app sends (its channel's ``subscribe_templates``), and the template of each."""
+    return {kind: template["template_id"] for kind, template in (settings.get("subscribe_templates") or {}).items()
+            if template and kind in KINDS}
+
+
+async def standing(chain_id: int, channel_id: int, openid: str, settings: dict) -> list[dict]:
+    """Per kind the app sends: its template, the account's last answer and the messages it still allows."""
+    held = await consents(chain_id, channel_id, openid)
+    return [{"kind": kind, "template_id": template_id,
+             "status": held[template_id].status if template_id in held else None,
+             "remaining": held[template_id].remaining if template_id in held else 0}
+            for kind, template_id in templates_of(settings).items()]
+
+
+async def report(chain_id: int, channel_id: int, openid: str, settings: dict, results: dict[str, str],
+                 now: datetime) -> list[dict]:
+    """What a subscribe popup answered, for the templates this app sends (others are ignored)."""
+    sent = set(templates_of(settings).values())
+    await consent(chain_id, channel_id, openid, {t: answer for t, answer in results.items() if t in sent}, now)
+    return await standing(chain_id, channel_id, openid, settings)
+
+
 async def take(chain_id: int, channel_id: int, openid: str, event_id: str, kind: str, template_id: str,
                now: datetime) -> int | None:
     """The right to send this event's message to this account, once: the send's id, or None

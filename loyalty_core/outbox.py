@@ -38,6 +38,28 @@ async def emit_all(chain_id: int, events: list[tuple[str, dict]], now: datetime)
     return ids
 
 
+async def emit_once(chain_id: int, events: list[tuple[str, str, dict]], now: datetime) -> None:
+    """Events whose ``event_id`` the caller derived (``(event_id, topic, payload)``), in one insert:
+    one written before under the same id is not written again."""
+    if not events:
+        return
+    params: list = [chain_id, now]
+    for event_id, topic, payload in events:
+        params += [event_id, topic, orjson.dumps(payload).decode()]
+    await sql.execute(_insert(len(events)) + " ON CONFLICT DO NOTHING", *params)
+
+
+# Topics whose rows are given up after a time since they were written (or replayed) rather than a
+# number of attempts: a chain's webhook deliveries are tried for 24 h (``loyalty_core.webhooks``).
+RETRY_WINDOWS: dict[str, timedelta] = {"webhook.delivery": timedelta(hours=24)}
+
+
+def given_up(topic: str, attempts: int, created_at: datetime, now: datetime, max_attempts: int) -> bool:
+    """Whether a row that failed again is dead: past its topic's window, or ``max_attempts`` tries."""
+    window = RETRY_WINDOWS.get(topic)
+    return now - created_at >= window if window is not None else attempts >= max_attempts
+
+
 def inserting(chain_id: int, events: list[tuple[str, dict]], now: datetime) -> tuple[str, list, list[str]]:
     """The insert of ``events`` (parameters from $1), its parameters and the events' ids: for a
     caller that sends it with another statement of its transaction (PostgreSQL: in one)."""

@@ -20,19 +20,18 @@ from __future__ import annotations
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-import orjson
 from tortoise.transactions import in_transaction
 
-from . import sql
 from .crypto import Vault
 from .errors import DeliveryPending, NotFound
 from .models import OutboxEvent, WebhookSubscription
+from .outbox import RETRY_WINDOWS, emit_once
 from .unit import Seal, seal_with
 
 DELIVERY = "webhook.delivery"
-RETRY_WINDOW = timedelta(hours=24)
+RETRY_WINDOW = RETRY_WINDOWS[DELIVERY]  # the outbox gives a delivery up 24 h after it was written or replayed
 ALL = "*"
 # What a chain's systems may subscribe to: every public topic of the outbox (not the worker's own:
 # member_card.sync, webhook.delivery).
@@ -88,18 +87,9 @@ async def fan_out(event: OutboxEvent, now: datetime) -> int:
         return 0
     body = {"id": event.event_id, "type": event.topic, "created_at": event.created_at.isoformat(),
             "data": event.payload}
-    statement = ("INSERT INTO outbox_events (chain_id, event_id, topic, payload, status, attempts, next_attempt_at, "
-                 "created_at) VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5) ON CONFLICT DO NOTHING")
-    for row in wanted:
-        delivery_id = str(uuid.uuid5(NAMESPACE, f"{event.event_id}:{row.id}"))
-        await sql.execute(statement, event.chain_id, delivery_id, DELIVERY,
-                          orjson.dumps({"webhook_id": row.id, "event": body}).decode(), now)
+    await emit_once(event.chain_id, [(str(uuid.uuid5(NAMESPACE, f"{event.event_id}:{row.id}")), DELIVERY,
+                                      {"webhook_id": row.id, "event": body}) for row in wanted], now)
     return len(wanted)
-
-
-def expired(event: OutboxEvent, now: datetime) -> bool:
-    """A delivery that failed past its window is dead."""
-    return event.topic == DELIVERY and now - event.created_at >= RETRY_WINDOW
 
 
 async def secret_of(chain_id: int, webhook_id: int, vault: Vault) -> tuple[str, str] | None:

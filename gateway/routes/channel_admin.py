@@ -16,8 +16,7 @@ from . import API
 from .admin import ERR_AUTH
 
 PAY_FIELDS = ("mch_id", "apiv3_key", "pay_public_key_id", "pay_public_key")
-PLATFORMS = ("wechat", "youzan")
-MARKETPLACES = ("youzan",)
+PLATFORMS = ("wechat", *channels.MARKETPLACES)
 KEYWORD = r"^[a-z_]{1,32}[0-9]{1,3}$"  # a template's keyword: thing1, number2, character_string12, time3
 
 
@@ -191,11 +190,11 @@ class InboxQuery(s.PageQuery):
     status: Literal["received", "applied", "waiting", "failed"] | None = None
 
 
-async def _shop(call: Call) -> inbox.Channel:
+async def _shop(call: Call) -> Shop:
     channel = await channels.connected_by_id(call.chain_id, call.path_id("channel_id"), call.services.vault)
-    if channel is None or channel.platform not in MARKETPLACES:
+    if channel is None or channel.platform not in channels.MARKETPLACES:
         raise NotFound("No such marketplace channel")
-    return inbox.Channel(channel.id, Shop(channel.chain_id, channel.platform, channel.external_id))
+    return Shop.of(channel)
 
 
 @API.route("GET", "/v1/channels/{channel_id}/inbox", auth="admin:read", summary="A shop's incoming events",
@@ -204,7 +203,7 @@ async def _shop(call: Call) -> inbox.Channel:
                        "?status=waiting lists what waits for its payment or for its buyer to become a member.")
 async def list_inbox(call: Call):
     shop = await _shop(call)
-    return await s.id_page(inbox.of_channel(call.chain_id, shop.id, call.query.status), call.query, inbox.view)
+    return await s.id_page(inbox.of_channel(call.chain_id, shop.channel_id, call.query.status), call.query, inbox.view)
 
 
 @API.route("POST", "/v1/channels/{channel_id}/inbox/{event_id}/replay", auth="admin:configure",

@@ -69,8 +69,7 @@ async def _marketplace_push(call: Call, platform_name: str) -> web.Response:
     platform.verify(channel, body, call.request.headers)
     now = call.services.clock.now()
     events = platform.events(body, now)
-    shop = inbox.Channel(channel.id, Shop(channel.chain_id, platform_name, channel.external_id))
-    await inbox.receive(shop, events, body.decode("utf-8", "replace"), await call.program_of(channel.chain_id),
+    await inbox.receive(Shop.of(channel), events, body.decode("utf-8", "replace"), await call.program_of(channel.chain_id),
                         call.services.vault, now)
     ack, content_type = platform.ack()
     return web.Response(body=ack, content_type=content_type)

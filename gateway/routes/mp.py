@@ -310,20 +310,8 @@ class SubscribeResults(s.Body):
         return results
 
 
-async def _templates(call: Call) -> dict[str, str]:
-    """The kinds of message this member's app sends, and the template of each."""
-    channel = await call.connected("wechat", call.principal.app_id)
-    return {kind: template["template_id"] for kind, template in (channel.settings.get("subscribe_templates") or {}).items()
-            if template and kind in messages.KINDS}
-
-
-async def _subscriptions(call: Call, templates: dict[str, str]) -> dict:
-    principal = call.principal
-    held = await messages.consents(call.chain_id, principal.channel_id, principal.openid)
-    return {"items": [{"kind": kind, "template_id": template_id,
-                       "status": held[template_id].status if template_id in held else None,
-                       "remaining": held[template_id].remaining if template_id in held else 0}
-                      for kind, template_id in templates.items()]}
+async def _app_settings(call: Call) -> dict:
+    return (await call.connected("wechat", call.principal.app_id)).settings
 
 
 @API.route("GET", "/v1/mp/me/subscriptions", auth="member", summary="Subscribe messages: templates and consent",
@@ -332,7 +320,9 @@ async def _subscriptions(call: Call, templates: dict[str, str]) -> dict:
                        "about to expire), each with the template id to ask for with wx.requestSubscribeMessage, "
                        "and how many messages of it this WeChat account still allows.")
 async def my_subscriptions(call: Call):
-    return await _subscriptions(call, await _templates(call))
+    principal = call.principal
+    return {"items": await messages.standing(call.chain_id, principal.channel_id, principal.openid,
+                                             await _app_settings(call))}
 
 
 @API.route("POST", "/v1/mp/me/subscriptions", auth="member", summary="Report what the member chose in a subscribe popup",
@@ -342,8 +332,6 @@ async def my_subscriptions(call: Call):
                        "that template, reject and ban allow none. Templates this app does not send are ignored. "
                        "WeChat's own push of the popup (subscribe_msg_popup_event) is recorded too.")
 async def report_subscriptions(call: Call):
-    principal, templates = call.principal, await _templates(call)
-    sent = set(templates.values())
-    results = {template_id: answer for template_id, answer in call.body.results.items() if template_id in sent}
-    await messages.consent(call.chain_id, principal.channel_id, principal.openid, results, call.services.clock.now())
-    return await _subscriptions(call, templates)
+    principal = call.principal
+    return {"items": await messages.report(call.chain_id, principal.channel_id, principal.openid,
+                                           await _app_settings(call), call.body.results, call.services.clock.now())}
