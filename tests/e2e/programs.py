@@ -51,14 +51,20 @@ def _pos_test_program() -> dict:
     return derived
 
 
-PROGRAM = _pos_test_program()
+# With API.md's campaigns (member days 8/18/28, weekday lunch): for sales at fixed times.
+POS_PROGRAM = _pos_test_program()
 
 
 def program(**points_changes) -> dict:
-    """PROGRAM with some of its ``points`` section replaced."""
-    changed = copy.deepcopy(PROGRAM)
+    """POS_PROGRAM with some of its ``points`` section replaced."""
+    changed = copy.deepcopy(POS_PROGRAM)
     changed["points"].update(points_changes)
     return changed
+
+
+# Without campaigns: for sales at the clock's now, so that what a sale earns does not depend on the
+# day and hour the tests run (in Shanghai, the 8th, 18th and 28th double every sale).
+PROGRAM = program(campaigns=[])
 
 
 def line(sku: str, category: str, amount: int, qty: int = 1) -> dict:
