@@ -6,6 +6,7 @@ import asyncio
 import structlog
 from aiohttp import web
 
+from adapters.marketplaces import OpenApis
 from adapters.wechat.client import WeChat
 from loyalty_core.clock import Clock
 from loyalty_core.crypto import Vault
@@ -65,8 +66,10 @@ def _redis(settings: Settings):
         services = app[SERVICES]
         services.cache = KeySpace(redis, settings.redis_prefix)
         services.wechat = WeChat(settings.wechat_api_base_url, services.cache)
+        services.marketplaces = OpenApis(settings.platform_base_urls, services.vault, services.cache, services.clock)
         yield
         services.wechat.close()
+        await services.marketplaces.close()
         await redis.aclose()
 
     return context

@@ -8,6 +8,7 @@ from aiohttp import web
 from loyalty_core.clock import Clock
 from loyalty_core.crypto import Vault
 
+from adapters.marketplaces import OpenApis
 from adapters.wechat.client import WeChat
 
 from .cache import Recent
@@ -25,6 +26,7 @@ class Services:
     programs: Recent = field(default_factory=Recent)   # chain id -> its parsed Program, at most 1 s old
     channels: Recent = field(default_factory=Recent)   # (platform, app id) -> its connection, at most 1 s old
     wechat: WeChat | None = None                       # wechatpy behind its thread pool (set on start-up)
+    marketplaces: OpenApis | None = None               # the marketplaces' open APIs (set on start-up)
 
 
 SERVICES = web.AppKey("services", Services)

@@ -1,5 +1,6 @@
-"""The worker process: relays the outbox, runs the scheduled jobs and prunes what is kept for a
-while only (delivered outbox rows, idempotency records).
+"""The worker process: relays the outbox, runs the scheduled jobs, pulls Taobao's TMC messages
+into the shops' inboxes, and prunes what is kept for a while only (delivered outbox rows,
+idempotency records).
 
 Several workers may run at once: a row is claimed by setting a lease inside a transaction that
 locks it with ``FOR UPDATE SKIP LOCKED`` (PostgreSQL; SQLite serialises writers anyway), so no
@@ -27,11 +28,15 @@ from loyalty_core.clock import Clock
 from loyalty_core.models import Chain, IdempotencyRecord, MessageSend, OutboxEvent
 from loyalty_core.outbox import backoff, given_up
 
+from adapters.marketplaces import OpenApis
+from adapters.marketplaces.taobao import TmcPull
+from adapters.marketplaces.youzan_points import YouzanPoints
 from adapters.wechat.cards import CardSync
 from adapters.wechat.client import WeChat
 from adapters.wechat.messages import SubscribeMessages
 from adapters.webhooks import FanOut, WebhookSender
 from loyalty_core.crypto import Vault
+from loyalty_core.marketplace import Details
 
 from . import idempotency
 from .redis import KeySpace, connect
@@ -146,9 +151,11 @@ class Schedule:
     workers."""
 
     def __init__(self, clock: Clock, every: timedelta = timedelta(minutes=1), retention: timedelta = RETENTION,
-                 batch: int = PRUNE_BATCH, max_batches: int = PRUNE_MAX_BATCHES, vault: Vault | None = None) -> None:
+                 batch: int = PRUNE_BATCH, max_batches: int = PRUNE_MAX_BATCHES, vault: Vault | None = None,
+                 details: Details | None = None) -> None:
         self.clock = clock
         self.vault = vault  # for the marketplaces' inbox retries (their channels' secrets)
+        self.details = details  # the marketplaces' open APIs, to complete thin pushes
         self.every = every
         self.retention = retention
         self.batch = batch
@@ -170,7 +177,7 @@ class Schedule:
                 report = await jobs.run_job(name, chain_id, now)
                 if report.processed:
                     log.info("job.ran", chain_id=chain_id, **report.as_dict(now))
-            if self.vault is not None and (tried := await inbox.retry_chain(chain_id, self.vault, now)):
+            if self.vault is not None and (tried := await inbox.retry_chain(chain_id, self.vault, now, self.details)):
                 log.info("inbox.retried", chain_id=chain_id, events=tried)
         await self.prune(now)
 
@@ -210,25 +217,28 @@ class Schedule:
 def channel_routes(settings: Settings, cache: KeySpace, clock: Clock) -> tuple[dict[str, list[Deliver]], "Closing"]:
     """Who receives which topic: WeChat member cards follow balance changes, subscribe messages
     tell of points earned, coupons received and points about to expire, every public event fans
-    out to the chain's webhooks, and their deliveries are sent."""
+    out to the chain's webhooks, and their deliveries are sent; Youzan shops are told members' points."""
     wechat, vault = WeChat(settings.wechat_api_base_url, cache), Vault(settings.require_secret())
-    sender = WebhookSender(vault)
+    sender, apis = WebhookSender(vault), OpenApis(settings.platform_base_urls, vault, cache, clock)
     routes: dict[str, list[Deliver]] = {ANY_TOPIC: [FanOut(clock)]}
-    for handler in (CardSync(wechat, vault, clock), SubscribeMessages(wechat, vault, clock), sender):
+    for handler in (CardSync(wechat, vault, clock), SubscribeMessages(wechat, vault, clock), sender,
+                    YouzanPoints(apis, vault)):
         for topic in handler.topics:
             routes.setdefault(topic, []).append(handler)
-    return routes, Closing(wechat, sender)
+    return routes, Closing(wechat, sender, apis)
 
 
 class Closing:
-    """What the channels' handlers hold open (WeChat's threads, the webhooks' HTTP session)."""
+    """What the channels' handlers hold open (WeChat's threads, the webhooks' and the marketplaces'
+    HTTP sessions)."""
 
-    def __init__(self, wechat: WeChat, sender: WebhookSender) -> None:
-        self.wechat, self.sender = wechat, sender
+    def __init__(self, wechat: WeChat, sender: WebhookSender, apis: OpenApis) -> None:
+        self.wechat, self.sender, self.apis = wechat, sender, apis
 
     async def close(self) -> None:
         self.wechat.close()
         await self.sender.close()
+        await self.apis.close()
 
 
 async def run(clock: Clock, stop: asyncio.Event, interval: float = 1.0, settings: Settings | None = None,
@@ -237,14 +247,18 @@ async def run(clock: Clock, stop: asyncio.Event, interval: float = 1.0, settings
     ``routes``, the channels' (``channel_routes``), over ``cache`` or a Redis of its own."""
     settings = settings or Settings.from_env()
     own_redis = held = None
+    if cache is None:
+        own_redis = connect(settings.redis_url)
+        cache = KeySpace(own_redis, settings.redis_prefix)
     if routes is None:
-        if cache is None:
-            own_redis = connect(settings.redis_url)
-            cache = KeySpace(own_redis, settings.redis_prefix)
         routes, held = channel_routes(settings, cache, clock)
+    vault = Vault(settings.require_secret())
+    apis = OpenApis(settings.platform_base_urls, vault, cache, clock)
+    schedule = Schedule(clock, retention=timedelta(days=settings.outbox_retention_days), vault=vault, details=apis)
     try:
-        await _loop(clock, stop, interval, settings, routes)
+        await _loop(clock, stop, interval, settings, routes, schedule, TmcPull(apis.api, vault))
     finally:
+        await apis.close()
         if held is not None:
             await held.close()
         if own_redis is not None:
@@ -252,14 +266,13 @@ async def run(clock: Clock, stop: asyncio.Event, interval: float = 1.0, settings
 
 
 async def _loop(clock: Clock, stop: asyncio.Event, interval: float, settings: Settings,
-                routes: dict[str, list[Deliver]]) -> None:
+                routes: dict[str, list[Deliver]], schedule: "Schedule", pull: TmcPull) -> None:
     relay = Relay(clock, routes, lease=timedelta(seconds=settings.outbox_lease_seconds))
-    schedule = Schedule(clock, retention=timedelta(days=settings.outbox_retention_days),
-                        vault=Vault(settings.require_secret()))
     while not stop.is_set():
         try:
             delivered = await relay.run_once()
             await schedule.run_due()
+            await pull.run_due(clock.now())
         except Exception as error:
             if (service := unavailable(error)) is not None:  # retried next cycle; no traceback each second
                 log.warning("worker.service_unavailable", service=service, error=f"{type(error).__name__}: {error}"[:300])

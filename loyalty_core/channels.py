@@ -1,4 +1,5 @@
-"""Channels a chain connects: its WeChat mini-program app and its marketplace shops (Youzan).
+"""Channels a chain connects: its WeChat mini-program app and its marketplace shops (Youzan, Douyin
+shop, Eleme retail, Taobao/Tmall).
 
 A channel is found by what a login or a push names, its platform and app (or shop) id, whatever
 the chain: one app belongs to one chain, so connecting it from a second chain is refused (409
@@ -27,8 +28,11 @@ FIELDS = {
     "wechatpay": {"id": "mch_id", "settings": ("app_id", "pay_public_key_id"), "secrets": ("apiv3_key", "pay_public_key")},
     # marketplace shops, found by the shop id their pushes name
     "youzan": {"id": "shop_id", "settings": ("client_id",), "secrets": ("client_secret",)},
+    "douyin": {"id": "shop_id", "settings": ("app_key",), "secrets": ("app_secret",)},
+    "eleme": {"id": "shop_id", "settings": (), "secrets": ("secret",)},  # shop_id: the partner's source
+    "taobao": {"id": "shop_id", "settings": ("app_key",), "secrets": ("app_secret", "session")},
 }
-MARKETPLACES = ("youzan",)  # the marketplace platforms whose shops can be connected (inbox, hooks)
+MARKETPLACES = ("youzan", "douyin", "eleme", "taobao")  # the marketplace platforms whose shops can be connected
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,20 @@ def view(channel: Channel, vault: Vault) -> dict:
 async def connected(platform: str, external_id: str, vault: Vault) -> Connected | None:
     """The connected app a login or a push names (any chain's), or None."""
     return _opened(await Channel.get_or_none(platform=platform, external_id=external_id), vault)
+
+
+async def all_of(platform: str, vault: Vault) -> list[Connected]:
+    """Every chain's connected channels of a platform (what the worker pulls Taobao's messages for)."""
+    return [_opened(channel, vault) for channel in await Channel.filter(platform=platform).order_by("id")]
+
+
+async def of_app(platform: str, app_key: str, vault: Vault) -> Connected | None:
+    """A connected shop of that platform app (any chain's): what verifies a check of the app's push
+    URL, which names no shop. Scans the platform's shops (such a check comes once per URL set)."""
+    for channel in await Channel.filter(platform=platform).order_by("id"):
+        if channel.settings.get("app_key") == app_key:
+            return _opened(channel, vault)
+    return None
 
 
 async def connected_by_id(chain_id: int, channel_id: int, vault: Vault) -> Connected | None:

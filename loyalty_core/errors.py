@@ -237,5 +237,12 @@ class ChannelUnavailable(LoyaltyError):
         self.maybe_done = maybe_done  # no answer, but the request may have reached the platform
 
 
+class PlatformUnavailable(LoyaltyError):
+    """A marketplace's open API refused or did not answer a call we make (an order's details, a
+    points push): its error is in the detail; the worker tries again later."""
+
+    code, status, title = "platform_error", 502, "The marketplace refused or did not answer"
+
+
 class JoinRequired(Forbidden):
     code, title = "join_required", "Join first: POST /v1/mp/join"

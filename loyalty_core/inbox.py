@@ -8,6 +8,9 @@ before it is applied, so that
   is no member yet is ``waiting`` (``no_member``) and is applied when a member binds that buyer's
   account (``release_buyer``), or when the worker next looks and finds a member with the
   order's phone (backoff up to six hours, ``MAX_ATTEMPTS`` times);
+- **thin pushes are completed**: an event whose push only names its order (``needs_detail``:
+  Douyin, Eleme) is completed from the platform's API before it is applied (``details``, the
+  adapters'), and kept completed; when the platform does not answer, it is ``failed``;
 - **failures are retried**: an event the core refused for now (a frozen member, say) is
   ``failed`` and tried again by the worker with backoff (``retry_due``), at most ``MAX_ATTEMPTS``
   times, as is one waiting (should what it waits for have come at the very same moment) and one
@@ -28,8 +31,8 @@ from tortoise.expressions import Q
 
 from . import channels
 from .crypto import Vault
-from .errors import LoyaltyError, NotFound
-from .marketplace import MarketEvent, NoPaymentYet, Shop, Waiting, apply
+from .errors import LoyaltyError, NotFound, PlatformUnavailable
+from .marketplace import Details, MarketEvent, NoPaymentYet, Shop, Waiting, apply
 from .models import Channel as ChannelRow
 from .models import InboxEvent
 from .outbox import backoff
@@ -42,13 +45,13 @@ log = structlog.get_logger("inbox")
 
 
 async def receive(shop: Shop, events: list[MarketEvent], body: str, program: Program, vault: Vault,
-                  now: datetime) -> list[InboxEvent]:
+                  now: datetime, details: Details | None = None) -> list[InboxEvent]:
     """Store each event (a resend is found, not stored again) and apply what is new or unfinished."""
     rows = []
     for event in events:
         row = await _stored(shop, event, body, now)
         if row.status in ("received", "failed"):
-            await attempt(shop, row, program, vault, now)
+            await attempt(shop, row, program, vault, now, details)
         rows.append(row)
     return rows
 
@@ -66,11 +69,13 @@ async def _stored(shop: Shop, event: MarketEvent, body: str, now: datetime) -> I
         return await InboxEvent.get(chain_id=chain_id, channel_id=shop.channel_id, event_id=event.event_id)
 
 
-async def attempt(shop: Shop, row: InboxEvent, program: Program, vault: Vault, now: datetime) -> None:
-    """Apply a stored event and record how it went; a payment applied releases what waited for it."""
-    event = MarketEvent.of_json(row.event)
+async def attempt(shop: Shop, row: InboxEvent, program: Program, vault: Vault, now: datetime,
+                  details: Details | None = None) -> None:
+    """Apply a stored event (first completing one whose push only named its order, with ``details``)
+    and record how it went; a payment applied releases what waited for it."""
     status, reason, next_at = "applied", None, None
     try:
+        event = await _completed(shop, row, details)
         if await apply(shop, event, program, vault, now) == "ignored":
             reason = "nothing to do"
     except Waiting as waiting:
@@ -82,7 +87,7 @@ async def attempt(shop: Shop, row: InboxEvent, program: Program, vault: Vault, n
             next_at = now + (backoff(row.attempts + 1, base=4.0, cap=3600.0) if isinstance(waiting, NoPaymentYet)
                              else backoff(row.attempts + 1, base=3.0, cap=6 * 3600.0))
     except LoyaltyError as refused:
-        if refused.status >= 500:
+        if refused.status >= 500 and not isinstance(refused, PlatformUnavailable):
             raise
         status, reason = "failed", f"{refused.code}: {refused.detail}"[:300]
         if row.attempts + 1 < MAX_ATTEMPTS:
@@ -95,30 +100,48 @@ async def attempt(shop: Shop, row: InboxEvent, program: Program, vault: Vault, n
              kind=row.kind, status=status, reason=reason)
     if status == "applied" and row.kind == "paid":
         await _release(shop, InboxEvent.filter(chain_id=row.chain_id, channel_id=shop.channel_id,
-                                                  order_key=row.order_key, status="waiting"), program, vault, now)
+                                                  order_key=row.order_key, status="waiting"), program, vault, now,
+                       details)
 
 
-async def _release(shop: Shop, waiting, program: Program, vault: Vault, now: datetime) -> None:
+async def _completed(shop: Shop, row: InboxEvent, details: Details | None) -> MarketEvent:
+    """The stored event, completed from the platform's API once when its push only named the order
+    (kept completed: its buyer is then known to ``release_buyer``)."""
+    event = MarketEvent.of_json(row.event)
+    if not event.needs_detail:
+        return event
+    if details is None:
+        raise PlatformUnavailable("the order's details are fetched by the gateway or the worker, not here")
+    event = await details(shop, event)
+    row.event, row.buyer_key, row.kind = event.as_json(), event.buyer_id, event.kind
+    await InboxEvent.filter(chain_id=row.chain_id, id=row.id).update(event=row.event, buyer_key=row.buyer_key,
+                                                                      kind=row.kind)
+    return event
+
+
+async def _release(shop: Shop, waiting, program: Program, vault: Vault, now: datetime,
+                   details: Details | None = None) -> None:
     for row in await waiting.order_by("id"):
-        await attempt(shop, row, program, vault, now)
+        await attempt(shop, row, program, vault, now, details)
 
 
-async def release_buyer(shop: Shop, buyer_id: str, program: Program, vault: Vault, now: datetime) -> None:
+async def release_buyer(shop: Shop, buyer_id: str, program: Program, vault: Vault, now: datetime,
+                        details: Details | None = None) -> None:
     """A member bound this buyer's account: the buyer's waiting orders are applied now."""
     await _release(shop, InboxEvent.filter(chain_id=shop.chain_id, channel_id=shop.channel_id,
-                                              buyer_key=buyer_id, status="waiting"), program, vault, now)
+                                              buyer_key=buyer_id, status="waiting"), program, vault, now, details)
 
 
 async def release_bound(chain_id: int, platform: str, buyer_id: str, program: Program, vault: Vault,
-                        now: datetime) -> None:
+                        now: datetime, details: Details | None = None) -> None:
     """A member bound ``buyer_id`` on ``platform``: the buyer's waiting orders in every shop of the
     chain on that platform are applied now."""
     for channel_id, shop_id in await ChannelRow.filter(chain_id=chain_id, platform=platform).values_list(
             "id", "external_id"):
-        await release_buyer(Shop(chain_id, platform, shop_id, channel_id), buyer_id, program, vault, now)
+        await release_buyer(Shop(chain_id, platform, shop_id, channel_id), buyer_id, program, vault, now, details)
 
 
-async def retry_due(shop: Shop, program: Program, vault: Vault, now: datetime) -> int:
+async def retry_due(shop: Shop, program: Program, vault: Vault, now: datetime, details: Details | None = None) -> int:
     """The channel's failed and waiting events whose next attempt is due, and those stored but
     left unapplied for ``STALLED`` (a crash, a database outage mid-request); how many were tried."""
     stalled = now - STALLED  # stored, but the request that was applying it never finished
@@ -126,11 +149,11 @@ async def retry_due(shop: Shop, program: Program, vault: Vault, now: datetime) -
         Q(status__in=("failed", "waiting"), next_attempt_at__lte=now) | Q(status="received", received_at__lte=stalled),
         chain_id=shop.chain_id, channel_id=shop.channel_id).order_by("id").limit(100)
     for row in due:
-        await attempt(shop, row, program, vault, now)
+        await attempt(shop, row, program, vault, now, details)
     return len(due)
 
 
-async def retry_chain(chain_id: int, vault: Vault, now: datetime) -> int:
+async def retry_chain(chain_id: int, vault: Vault, now: datetime, details: Details | None = None) -> int:
     """The worker's pass over a chain: the failed events of every shop that are due again."""
     from .chains import get_program
 
@@ -140,15 +163,16 @@ async def retry_chain(chain_id: int, vault: Vault, now: datetime) -> int:
         return 0
     program, tried = await get_program(chain_id), 0
     for channel_id, platform, shop_id in shops:
-        tried += await retry_due(Shop(chain_id, platform, shop_id, channel_id), program, vault, now)
+        tried += await retry_due(Shop(chain_id, platform, shop_id, channel_id), program, vault, now, details)
     return tried
 
 
-async def replay(shop: Shop, event_id: str, program: Program, vault: Vault, now: datetime) -> InboxEvent:
+async def replay(shop: Shop, event_id: str, program: Program, vault: Vault, now: datetime,
+                 details: Details | None = None) -> InboxEvent:
     row = await InboxEvent.get_or_none(chain_id=shop.chain_id, channel_id=shop.channel_id, event_id=event_id)
     if row is None:
         raise NotFound(f"No event {event_id[:80]!r} in this channel's inbox")
-    await attempt(shop, row, program, vault, now)
+    await attempt(shop, row, program, vault, now, details)
     return row
 
 

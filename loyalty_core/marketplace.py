@@ -12,8 +12,9 @@ Each platform's adapter turns its pushes into ``MarketEvent`` s of four kinds:
   (``orders.refund_order``), once per refund id.
 - ``closed``: closed before payment, nothing to do.
 
-The buyer is the member with the order's phone when the platform gives one, else the member who
-bound the platform's buyer id (``POST /v1/mp/me/bindings``). A buyer who is no member waits
+The buyer is the member with the order's phone when the platform gives one (the order's buyer id
+is then bound to them), else the member who bound the platform's buyer id (``POST
+/v1/mp/me/bindings``). A buyer who is no member waits
 (``NoMemberYet``), as does a confirmation or a refund whose payment has not come (``NoPaymentYet``):
 the inbox keeps them and applies them when what they wait for comes (``loyalty_core.inbox``).
 """
@@ -21,10 +22,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
-from . import codes, jobs, orders
+import structlog
+
+from . import codes, jobs, joining, orders
 from .channels import Connected
 from .crypto import Vault
+from .errors import AlreadyExists
 from .models import Identity, Member
 from .program import Program
 from .rules.pricing import Line
@@ -32,6 +37,7 @@ from .rules.pricing import Line
 KINDS = ("paid", "confirmed", "refunded", "closed", "other")
 CONFIRM_WAIT = timedelta(days=30)
 OLDEST = timedelta(days=30)  # an order said to be older earns as of then (a lot never born expired)
+log = structlog.get_logger("marketplace")
 
 
 @dataclass(frozen=True)
@@ -56,12 +62,13 @@ class MarketEvent:
     paid: int = 0           # fen the buyer paid
     refund_id: str | None = None
     refunded: int = 0       # fen of this refund
+    needs_detail: bool = False  # the push only names the order: its buyer and lines come from the platform's API
 
     def as_json(self) -> dict:
         return {"event_id": self.event_id, "kind": self.kind, "order_id": self.order_id,
                 "occurred_at": self.occurred_at.isoformat(), "buyer_phone": self.buyer_phone,
                 "buyer_id": self.buyer_id, "paid": self.paid, "refund_id": self.refund_id,
-                "refunded": self.refunded,
+                "refunded": self.refunded, "needs_detail": self.needs_detail,
                 "lines": [{"sku": l.sku, "qty": l.qty, "amount": l.amount, "category": l.category} for l in self.lines]}
 
     @classmethod
@@ -70,7 +77,16 @@ class MarketEvent:
                    data.get("buyer_phone"), data.get("buyer_id"),
                    tuple(MarketLine(l["sku"], int(l["qty"]), int(l["amount"]), l.get("category", "online"))
                          for l in data.get("lines") or ()),
-                   int(data.get("paid") or 0), data.get("refund_id"), int(data.get("refunded") or 0))
+                   int(data.get("paid") or 0), data.get("refund_id"), int(data.get("refunded") or 0),
+                   bool(data.get("needs_detail")))
+
+
+class Details(Protocol):
+    """Completes an event whose push only names its order (``needs_detail``): the platform's open API
+    is asked for the order's buyer, lines and amounts (the adapters' ``detail``); raises
+    ``PlatformUnavailable`` when the platform refuses or does not answer (the inbox retries)."""
+
+    async def __call__(self, shop: "Shop", event: MarketEvent) -> MarketEvent: ...
 
 
 class Waiting(Exception):
@@ -153,6 +169,19 @@ async def _paid(shop: Shop, event: MarketEvent, program: Program, vault: Vault, 
                              channel=shop.platform, received_at=now, hold_until=now + _confirm_wait(program),
                              priced=True)
     await orders.place_order(shop.chain_id, sale, program, now)
+    if event.buyer_id and event.buyer_phone:
+        await _remember(shop, member, event.buyer_id)
+
+
+async def _remember(shop: Shop, member: Member, buyer_id: str) -> None:
+    """A buyer found by phone: their platform account is the member's from now on (their later
+    orders without a phone find them, their points are pushed to it); one bound to another member
+    stays so."""
+    try:
+        await joining.bind(shop.chain_id, member.id, shop.platform, buyer_id[:128])
+    except AlreadyExists:
+        log.info("marketplace.buyer_bound_elsewhere", chain_id=shop.chain_id, platform=shop.platform,
+                 member_id=member.id)
 
 
 def _confirm_wait(program: Program) -> timedelta:

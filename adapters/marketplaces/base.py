@@ -1,15 +1,39 @@
 """What every marketplace adapter answers (one module per platform, registered in ``PLATFORMS``)."""
 from __future__ import annotations
 
+import hmac
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Mapping, Protocol
+from typing import Any, Mapping, Protocol
+
+import aiohttp
 
 from loyalty_core.channels import Connected
+from loyalty_core.clock import Clock
+from loyalty_core.errors import InvalidSignature
 from loyalty_core.marketplace import MarketEvent
+
+
+@dataclass(frozen=True)
+class OpenApi:
+    """A platform's open API as an adapter calls it: one HTTP session of the process, the base URL
+    (``<PLATFORM>_API_BASE_URL``, else the platform's own), Redis for what all processes share (an
+    access token) and the clock."""
+
+    http: aiohttp.ClientSession
+    base_url: str
+    cache: Any  # gateway.redis.KeySpace (adapters never import the gateway)
+    clock: Clock
 
 
 class Platform(Protocol):
     name: str
+    base_url: str  # its open API, unless <PLATFORM>_API_BASE_URL says otherwise
+
+    def url_check(self, body: bytes, headers: Mapping[str, str]) -> str | None:
+        """The app id when the delivery is the platform's check of a newly configured push URL (it
+        names no shop: it is verified with any shop of that app, answered with the ack and kept
+        nowhere), else None."""
 
     def shop_of(self, body: bytes, headers: Mapping[str, str]) -> str:
         """The shop id the delivery names (its channel holds the secret to verify it with);
@@ -20,7 +44,28 @@ class Platform(Protocol):
 
     def events(self, body: bytes, now: datetime) -> list[MarketEvent]:
         """The delivery as the core's events (``BadRequest`` when it cannot be read); ``now`` for
-        an event that says no time."""
+        an event that says no time. An event whose push only names its order says ``needs_detail``."""
 
-    def ack(self) -> tuple[bytes, str]:
+    def ack(self, channel: Connected, body: bytes, headers: Mapping[str, str], now: datetime) -> tuple[bytes, str]:
         """The body and content type the platform expects once the delivery is kept."""
+
+    async def detail(self, channel: Connected, event: MarketEvent, api: OpenApi) -> MarketEvent:
+        """The event completed from the platform's API (the order's buyer, lines, amounts), no longer
+        ``needs_detail``; ``PlatformUnavailable`` when the platform refuses or does not answer."""
+
+
+class Pushing:
+    """What most pushing platforms share: every push names its shop, and carries its whole order."""
+
+    def url_check(self, body: bytes, headers: Mapping[str, str]) -> str | None:
+        return None
+
+    async def detail(self, channel: Connected, event: MarketEvent, api: OpenApi) -> MarketEvent:
+        return event
+
+
+def check_signature(expected: str, given: str, secret: str | None, refusal: str) -> None:
+    """``InvalidSignature`` (``refusal``) unless the shop has a secret and ``given`` is ``expected``
+    (hex, either case, compared in constant time)."""
+    if not secret or not hmac.compare_digest(expected.lower().encode(), given.lower().encode("utf-8", "replace")):
+        raise InvalidSignature(refusal)

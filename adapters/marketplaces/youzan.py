@@ -27,7 +27,6 @@ and ``youzan.trade.get``'s ``full_order_info``.
 from __future__ import annotations
 
 import hashlib
-import hmac
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Mapping
@@ -39,6 +38,8 @@ import orjson
 from loyalty_core.channels import Connected
 from loyalty_core.errors import BadRequest, InvalidSignature
 from loyalty_core.marketplace import MarketEvent, MarketLine
+
+from .base import Pushing, check_signature
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 KINDS = {"trade_TradeBuyerPay": "paid", "trade_TradePaid": "paid", "trade_TradeSuccess": "confirmed",
@@ -99,8 +100,9 @@ def _when(text, default: datetime) -> datetime:
         return default
 
 
-class Youzan:
+class Youzan(Pushing):
     name = "youzan"
+    base_url = "https://open.youzanyun.com"
 
     def shop_of(self, body: bytes, headers: Mapping[str, str]) -> str:
         shop = _push(body).get("kdt_id")
@@ -110,10 +112,8 @@ class Youzan:
 
     def verify(self, channel: Connected, body: bytes, headers: Mapping[str, str]) -> None:
         client_id, secret = channel.settings.get("client_id") or "", channel.secret("client_secret") or ""
-        expected = sign(client_id, body, secret).encode()
-        given = headers.get("Event-Sign", "").lower().encode("utf-8", "replace")
-        if not secret or not hmac.compare_digest(expected, given):
-            raise InvalidSignature("Event-Sign does not match this shop's client_id and client_secret")
+        check_signature(sign(client_id, body, secret), headers.get("Event-Sign", ""), secret,
+                        "Event-Sign does not match this shop's client_id and client_secret")
         if str(_push(body).get("client_id")) != client_id:
             raise InvalidSignature("The push is for another Youzan app (client_id)")
 
@@ -156,5 +156,5 @@ class Youzan:
                            buyer_id=_text(buyer.get("yz_open_id") or buyer.get("fans_id") or "", 128) or None,
                            lines=lines, paid=paid)
 
-    def ack(self) -> tuple[bytes, str]:
+    def ack(self, channel: Connected, body: bytes, headers: Mapping[str, str], now: datetime) -> tuple[bytes, str]:
         return ACK, "application/json"

@@ -1,4 +1,4 @@
-"""Connecting the chain's channels (admin key, owner): its WeChat mini-program app for now."""
+"""Connecting the chain's channels (admin key, owner): its WeChat mini-program app and marketplace shops."""
 from __future__ import annotations
 
 from typing import Annotated, Literal
@@ -95,7 +95,30 @@ class YouzanChannel(s.Body):
     client_secret: str = Field(pattern=r"^[0-9A-Za-z]{8,64}$", description="its client_secret (write-only)")
 
 
-Connection = Annotated[WeChatChannel | YouzanChannel, Field(discriminator="platform")]
+class DouyinChannel(s.Body):
+    platform: Literal["douyin"]
+    shop_id: str = Field(pattern=r"^[0-9]{1,20}$", description="the Douyin shop's id (shop_id in its messages)")
+    app_key: str = Field(pattern=r"^[0-9A-Za-z]{6,64}$", description="the Douyin shop open platform app's app_key")
+    app_secret: str = Field(pattern=r"^[0-9A-Za-z-]{8,64}$", description="its app_secret (write-only)")
+
+
+class ElemeChannel(s.Body):
+    platform: Literal["eleme"]
+    shop_id: str = Field(pattern=r"^[0-9A-Za-z_-]{1,64}$",
+                         description="the Eleme retail partner's source (what its pushes name)")
+    secret: str = Field(pattern=r"^[0-9A-Za-z]{8,64}$", description="the source's secret (write-only)")
+
+
+class TaobaoChannel(s.Body):
+    platform: Literal["taobao"]
+    shop_id: str = Field(pattern=r"^[0-9]{1,20}$", description="the seller's Taobao user id (user_id in TMC messages)")
+    app_key: str = Field(pattern=r"^[0-9]{6,16}$", description="the TOP app's app_key")
+    app_secret: str = Field(pattern=r"^[0-9A-Za-z]{8,64}$", description="its app_secret (write-only)")
+    session: str = Field(pattern=r"^[0-9A-Za-z_-]{8,128}$", description="the seller's session key (write-only)")
+
+
+Connection = Annotated[WeChatChannel | YouzanChannel | DouyinChannel | ElemeChannel | TaobaoChannel,
+                       Field(discriminator="platform")]
 
 
 class ChannelIn(RootModel[Connection]):
@@ -123,6 +146,7 @@ class ChannelOut(BaseModel):
     app_id: str | None = None
     shop_id: str | None = None
     client_id: str | None = None
+    app_key: str | None = None
     mch_id: str | None = None
     pay_public_key_id: str | None = None
     subscribe_templates: SubscribeTemplates | None = None
@@ -140,12 +164,12 @@ class ChannelPage(BaseModel):
 @API.route("POST", "/v1/channels", auth="admin:configure", summary="Connect a WeChat app or a marketplace shop",
            tag="channels", body=ChannelIn, response=ChannelOut, status=201, idempotent="optional",
            errors=ERR_AUTH + ("already_exists", "validation_error"),
-           description="A mini-program app, or a Youzan shop, belongs to one chain: connecting one that another "
+           description="A mini-program app, or a marketplace shop, belongs to one chain: connecting one that another "
                        "chain holds is 409 already_exists. Connecting it again from this chain replaces the whole "
                        "connection (200): send every field you want kept. Secrets are write-only; the answer lists "
                        "which are set. With the WeChat Pay fields, the merchant (mch_id) is listed as a channel of "
                        "its own (platform wechatpay), which pay notifications name; a merchant of another chain is "
-                       "409. Douyin, Eleme and Taobao shops come with their adapters (not yet accepted).")
+                       "409.")
 async def connect(call: Call):
     body, vault, now = call.body.root, call.services.vault, call.services.clock.now()
     if body.platform == "wechat":
@@ -214,5 +238,5 @@ async def replay_inbox(call: Call):
     shop = await _shop(call)
     event_id = call.path_code("event_id", 128)
     row = await inbox.replay(shop, event_id, await call.program(), call.services.vault,
-                             call.services.clock.now())
+                             call.services.clock.now(), call.services.marketplaces)
     return inbox.view(row)

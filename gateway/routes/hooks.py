@@ -1,12 +1,13 @@
-"""Platform webhooks: WeChat's server push for a connected app and WeChat Pay's notifications (each
-with its own signature scheme)."""
+"""Platform webhooks: WeChat's server push for a connected app, WeChat Pay's notifications and the
+marketplaces' pushes (Youzan, Douyin shop, Eleme retail), each with its own signature scheme."""
 from __future__ import annotations
 
 from aiohttp import web
 
 from adapters.marketplaces import PLATFORMS
 from adapters.wechat import pay, push
-from loyalty_core import inbox
+from loyalty_core import channels, inbox
+from loyalty_core.errors import NotFound
 from loyalty_core.marketplace import Shop
 
 from ..api import Call
@@ -63,13 +64,48 @@ async def youzan_push(call: Call):
     return await _marketplace_push(call, "youzan")
 
 
+@API.route("POST", "/v1/hooks/douyin", auth=None, summary="Douyin shop message push", tag="webhooks",
+           errors=("not_found", "invalid_signature", "bad_request"),
+           description="A JSON array of {tag, msg_id, data}; headers app-id and event-sign = md5 hex of app_key + "
+                       "raw body + app_secret of the shop (shop_id in data); Douyin's check of the URL (tag 0 only) is "
+                       "verified with a shop of the app-id and answered, kept nowhere. Each message is stored in the shop's "
+                       "inbox (keyed by msg_id) and applied (docs/marketplaces.md). Answers {\"code\": 0, "
+                       "\"msg\": \"success\"}. A wrong signature is 401 and nothing is kept.")
+async def douyin_push(call: Call):
+    return await _marketplace_push(call, "douyin")
+
+
+@API.route("POST", "/v1/hooks/eleme", auth=None, summary="Eleme retail push", tag="webhooks",
+           errors=("not_found", "invalid_signature", "bad_request"),
+           description="Form fields cmd, body, source, ticket, timestamp, sign: sign = uppercase md5 of the key-sorted "
+                       "k=v pairs (with the source's secret, without sign) joined by &. Stored in the inbox (keyed by "
+                       "cmd, order id and status or refund id: a resend with a new ticket changes nothing) and "
+                       "applied (docs/marketplaces.md); answers the signed resp.<cmd> Eleme expects. A wrong "
+                       "signature is 401 and nothing is kept.")
+async def eleme_push(call: Call):
+    return await _marketplace_push(call, "eleme")
+
+
 async def _marketplace_push(call: Call, platform_name: str) -> web.Response:
-    platform, body = PLATFORMS[platform_name], await call.request.read()
-    channel = await call.connected(platform_name, platform.shop_of(body, call.request.headers))
-    platform.verify(channel, body, call.request.headers)
+    platform, body, headers = PLATFORMS[platform_name], await call.request.read(), call.request.headers
+    if (app := platform.url_check(body, headers)) is not None:
+        return await _url_check(call, platform_name, app, body)
+    channel = await call.connected(platform_name, platform.shop_of(body, headers))
+    platform.verify(channel, body, headers)
     now = call.services.clock.now()
     events = platform.events(body, now)
     await inbox.receive(Shop.of(channel), events, body.decode("utf-8", "replace"), await call.program_of(channel.chain_id),
-                        call.services.vault, now)
-    ack, content_type = platform.ack()
+                        call.services.vault, now, call.services.marketplaces)
+    ack, content_type = platform.ack(channel, body, headers, now)
+    return web.Response(body=ack, content_type=content_type)
+
+
+async def _url_check(call: Call, platform_name: str, app: str, body: bytes) -> web.Response:
+    """The platform checking a push URL: verified with a shop of that app, acked, kept nowhere."""
+    platform = PLATFORMS[platform_name]
+    channel = await channels.of_app(platform_name, app, call.services.vault)
+    if channel is None:
+        raise NotFound(f"No {platform_name} shop of app {app[:64]!r} is connected")
+    platform.verify(channel, body, call.request.headers)
+    ack, content_type = platform.ack(channel, body, call.request.headers, call.services.clock.now())
     return web.Response(body=ack, content_type=content_type)

@@ -280,7 +280,7 @@ async def bind(call: Call):
     member_id, body = call.member_id, call.body
     created = await joining.bind(call.chain_id, member_id, body.platform, body.buyer_id)
     await inbox.release_bound(call.chain_id, body.platform, body.buyer_id, await call.program(), call.services.vault,
-                              call.services.clock.now())
+                              call.services.clock.now(), call.services.marketplaces)
     return Reply({"platform": body.platform, "buyer_id": body.buyer_id, "member_id": member_id},
                  201 if created else 200)
 

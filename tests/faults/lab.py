@@ -152,6 +152,16 @@ class Lab:
         await server.ready()
         return server
 
+    async def served(self, application: web.Application, path: str = "") -> str:
+        """An aiohttp application (a fake platform) on a free loopback port until the lab closes;
+        its URL (with ``path``)."""
+        runner = web.AppRunner(application)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        self.on_close(runner.cleanup)
+        return f"http://127.0.0.1:{port}{path}"
+
     async def receiver(self) -> "Receiver":
         receiver = Receiver()
         await receiver.start()

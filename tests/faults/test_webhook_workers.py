@@ -9,7 +9,6 @@ import time
 from datetime import datetime, timezone
 
 import pytest
-from aiohttp import web
 
 from loyalty_core import webhooks
 from loyalty_core.crypto import Vault
@@ -17,27 +16,17 @@ from loyalty_core.models import OutboxEvent
 
 from ..fakes.receiver import Receiver
 from .checks import assert_ledger_clean, opened
-from .lab import LOYALTY, REDIS_URL, SECRET, free_port
+from .lab import LOYALTY, REDIS_URL, SECRET
 from .test_worker import members_with_events
 
 pytestmark = pytest.mark.postgres
-
-
-async def serve(receiver: Receiver) -> web.AppRunner:
-    runner = web.AppRunner(receiver.application())
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    receiver.url = f"http://127.0.0.1:{port}/hooks"
-    return runner
 
 
 async def test_two_worker_processes_deliver_each_webhook_event_once(lab):
     async with asyncio.timeout(90):
         database_url = await lab.database()
         receiver = Receiver()
-        runner = await serve(receiver)
-        lab.on_close(runner.cleanup)
+        receiver.url = await lab.served(receiver.application(), "/hooks")
         env = lab.env(DATABASE_URL=database_url, REDIS_URL=REDIS_URL, REDIS_PREFIX=lab.redis_prefix())
         async with opened(database_url):
             chain_id = await members_with_events(0)
@@ -72,3 +61,49 @@ async def members_with_events_in(chain_id: int, count: int) -> None:
     for i in range(count):
         member = await register_member(chain_id, NewMember(phone=f"1390000{i:04d}"), program, vault, now)
         await adjust(chain_id, member.id, "points", 10 + i, "seed", "test", program, now)
+
+
+async def test_two_worker_processes_push_each_balance_change_to_youzan_once(lab):
+    """Each ``balance.changed`` of a member bound to a Youzan account is synced once by one of two
+    workers (Youzan's ``biz_value`` would drop a second; none comes), the last total the member's."""
+    from loyalty_core import channels, joining, ledger
+
+    from ..fakes.youzan import FakeYouzanCloud, YouzanShop
+
+    async with asyncio.timeout(90):
+        database_url = await lab.database()
+        cloud, shop = FakeYouzanCloud(), YouzanShop("91000001", "youzanClientA1", "youzanSecretA1x")
+        cloud.shop(shop)
+        env = lab.env(DATABASE_URL=database_url, REDIS_URL=REDIS_URL, REDIS_PREFIX=lab.redis_prefix(),
+                      YOUZAN_API_BASE_URL=await lab.served(cloud.application()))
+        async with opened(database_url):
+            chain_id = await members_with_events(0)
+            await channels.connect_shop(chain_id, "youzan", {"shop_id": shop.kdt_id, "client_id": shop.client_id,
+                                                             "client_secret": shop.client_secret}, Vault(SECRET),
+                                        datetime.now(timezone.utc))
+            await members_with_events_in(chain_id, 30)
+            members = await ledger_members(chain_id)
+            for member_id in members:
+                await joining.bind(chain_id, member_id, "youzan", f"yz-{member_id}")
+            changes = set(await OutboxEvent.filter(chain_id=chain_id, topic="balance.changed")
+                          .values_list("event_id", flat=True))
+            assert len(changes) == 30
+
+            for name in ("worker-1", "worker-2"):
+                lab.process(name, [LOYALTY, "worker"], env).start()
+            deadline = time.monotonic() + 60
+            while len(cloud.syncs) < 30 or await OutboxEvent.filter(chain_id=chain_id, status="pending").exists():
+                assert time.monotonic() < deadline, f"{len(cloud.syncs)} of 30 synced"
+                await asyncio.sleep(0.2)
+            assert {s["biz_value"].split(":")[0] for s in cloud.syncs} == changes
+            assert (len(cloud.syncs), cloud.duplicates) == (30, 0)
+            for member_id in members:
+                total = (await ledger.balances(chain_id, member_id))["points"]
+                assert cloud.points[(shop.kdt_id, f"yz-{member_id}")] == total
+            await assert_ledger_clean()
+
+
+async def ledger_members(chain_id: int) -> list[int]:
+    from loyalty_core.models import Member
+
+    return list(await Member.filter(chain_id=chain_id).order_by("id").values_list("id", flat=True))

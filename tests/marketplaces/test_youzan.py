@@ -5,6 +5,7 @@ the till; a buyer who is no member yet earns once they bind their account; chain
 from __future__ import annotations
 
 import secrets
+from functools import partial
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
@@ -15,49 +16,24 @@ from loyalty_core.models import InboxEvent, Order
 from ..e2e.programs import line, order, program
 from ..fakes.youzan import YouzanShop
 from ..helpers import make_chain, problem
+from .shops import PLAIN, balances, connected, inbox, push
 
-PLAIN = program(campaigns=[])
 ACK = {"code": 0, "msg": "success"}
+send = partial(push, "/v1/hooks/youzan")
 
 
 def new_shop() -> YouzanShop:
     return YouzanShop(str(secrets.randbelow(10**8) + 10**7), secrets.token_hex(9), secrets.token_hex(16))
 
 
-async def connect(kit, shop: YouzanShop | None = None) -> YouzanShop:
-    shop = shop or new_shop()
-    response = await kit.admin("POST", "/v1/channels", shop.connection())
-    assert response.status == 201, await response.text()
-    shop.channel_id = (await response.json())["id"]
-    return shop
-
-
 @pytest.fixture
 async def youzan(chain) -> YouzanShop:
     await chain.set_program(PLAIN)
-    return await connect(chain)
+    return await connected(chain, new_shop())
 
 
 def beijing(clock) -> str:
     return clock.now().astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M:%S")
-
-
-async def send(kit, pushed: tuple[dict, bytes], status: int = 200):
-    headers, body = pushed
-    response = await kit.client.post("/v1/hooks/youzan", data=body, headers=headers)
-    assert response.status == status, await response.text()
-    return await response.json()
-
-
-async def inbox(kit, shop: YouzanShop, status: str | None = None) -> list[dict]:
-    query = f"?status={status}" if status else ""
-    response = await kit.admin("GET", f"/v1/channels/{shop.channel_id}/inbox{query}")
-    assert response.status == 200, await response.text()
-    return (await response.json())["items"]
-
-
-async def balances(kit, member_id: int) -> dict:
-    return (await kit.member(member_id))["balances"]
 
 
 async def test_a_paid_order_earns_pending_points_and_its_confirmation_vests_them(chain, youzan, clock):
@@ -193,7 +169,8 @@ async def test_bad_connections_and_replay(chain, youzan, clock):
     for body, field in (({"platform": "youzan", "shop_id": "abc", "client_id": "x" * 10, "client_secret": "y" * 16},
                          "shop_id"),
                         ({"platform": "youzan", "shop_id": "123"}, "client_id"),
-                        ({"platform": "douyin", "shop_id": "123"}, "platform")):
+                        ({"platform": "lazada", "shop_id": "123"}, "platform"),
+                        ({"platform": "taobao", "shop_id": "123", "app_key": "12345678"}, "app_secret")):
         found = await problem(await chain.admin("POST", "/v1/channels", body), 422, "validation_error")
         assert field in str(found["errors"])
     member = await chain.new_member("13700000081")
@@ -229,7 +206,7 @@ async def test_a_member_on_a_discount_tier_earns_on_what_they_paid_and_postage_e
     discounted = program(campaigns=[])
     discounted["tiers"]["levels"][0]["discount_percent"] = 5  # everyone's tier takes 5 % off at the till
     await chain.set_program(discounted)
-    shop = await connect(chain)
+    shop = await connected(chain, new_shop())
     member = await chain.new_member("13700000101")
     # 100 yuan of goods and 10 of postage: Youzan priced it; the 5 % is the till's, not taken again
     await send(chain, shop.paid("D1", "110.00", phone="13700000101", pay_time=beijing(clock),
