@@ -65,6 +65,7 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import orjson
 
+from adapters import tokens
 from loyalty_core.channels import Connected
 from loyalty_core.errors import BadRequest, InvalidSignature, PlatformUnavailable
 from loyalty_core.marketplace import MarketEvent, MarketLine
@@ -79,7 +80,6 @@ SUCCESS = "10000"
 TOKEN_REFUSED = {"isv.access-token-expired", "isv.access-token-no-existed", "isv.access-token-invalid"}
 API_VERSION = "2"
 SIGN_METHOD = "hmac-sha256"
-TOKEN_MARGIN = 300  # seconds before its expiry a cached token is no longer used
 MAX_MESSAGES = 100
 MOST_FEN = 10**12
 
@@ -245,16 +245,19 @@ class Douyin:
     # --- the open API ----------------------------------------------------------------------
     async def call(self, channel: Connected, api: OpenApi, method: str, params: dict) -> dict:
         """``data`` of a successful call; a refused token is replaced once."""
-        answer = await self._post(channel, api, method, params, await self.access_token(channel, api))
+        token = await self.access_token(channel, api)
+        answer = await self._post(channel, api, method, params, token)
         if answer.get("sub_code") in TOKEN_REFUSED:
-            await api.cache.redis.delete(_token_key(channel, api))
+            await tokens.forget(api.cache.redis, _token_key(channel, api), token)
             answer = await self._post(channel, api, method, params, await self.access_token(channel, api))
         return _data_of(answer, method)
 
     async def access_token(self, channel: Connected, api: OpenApi) -> str:
-        key = _token_key(channel, api)
-        if cached := await api.cache.redis.get(key):
-            return cached
+        """The shop's token, shared by every process (``adapters.tokens``: one ``token.create`` at a time)."""
+        return await tokens.shared(api.cache.redis, _token_key(channel, api), lambda: self._new_token(channel, api),
+                                   lambda why: PlatformUnavailable(f"Douyin: {why}"))
+
+    async def _new_token(self, channel: Connected, api: OpenApi) -> tuple[str, int]:
         shop = int(channel.external_id) if channel.external_id.isdigit() else channel.external_id
         answer = await self._post(channel, api, "token.create",
                                   {"code": "", "grant_type": "authorization_self", "shop_id": shop}, None)
@@ -262,8 +265,7 @@ class Douyin:
         token, expires_in = data.get("access_token"), data.get("expires_in")
         if not isinstance(token, str) or not token or isinstance(expires_in, bool) or not isinstance(expires_in, int):
             raise PlatformUnavailable("Douyin's token.create answered no access_token and expires_in")
-        await api.cache.redis.set(key, token, ex=max(60, expires_in - TOKEN_MARGIN))
-        return token
+        return token, expires_in
 
     async def _post(self, channel: Connected, api: OpenApi, method: str, params: dict, token: str | None) -> dict:
         app_key, secret = channel.settings.get("app_key") or "", channel.secret("app_secret") or ""

@@ -9,7 +9,8 @@ today's total. A failed call raises; the outbox retries the event with backoff.
 
 Youzan cloud calls: ``POST /auth/token`` ``{client_id, client_secret, authorize_type: "silent",
 grant_id: <kdt_id>, refresh}`` → ``data.access_token``, ``data.expires`` (ms since the epoch),
-kept in Redis for every process until a minute before it expires, fetched again once when the
+kept in Redis for every process until a minute before it expires (one fetch at a time:
+``adapters.tokens``), fetched again once when the
 gateway says the token is invalid or expired (``gw_err_resp.err_code`` 4202, 4203); then ``POST
 /api/youzan.crm.customer.points.sync/4.0.0?access_token=…`` with JSON ``{user: {account_type: 4
 (yz_open_id), account_id}, points, reason, biz_value}`` → ``{success, code, message, data:
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 import orjson
 
+from adapters import tokens
 from loyalty_core import ledger
 from loyalty_core.channels import connected_by_id
 from loyalty_core.crypto import Vault
@@ -77,30 +79,35 @@ async def sync(api: OpenApi, shop, account: str, points: int, biz_value: str) ->
     """Set ``account``'s points in ``shop`` to ``points`` (PlatformUnavailable when Youzan refuses)."""
     body = {"user": {"account_type": YZ_OPEN_ID, "account_id": account}, "points": points, "reason": REASON,
             "biz_value": biz_value}
-    for fresh in (False, True):
-        answer = await _post(api, f"{SYNC}?access_token={await access_token(api, shop, fresh)}", body)
-        if (answer.get("gw_err_resp") or {}).get("err_code") in TOKEN_REFUSED and not fresh:
-            continue  # the token was revoked or expired early: once with a new one
+    for last in (False, True):
+        token = await access_token(api, shop)
+        answer = await _post(api, f"{SYNC}?access_token={token}", body)
+        if (answer.get("gw_err_resp") or {}).get("err_code") in TOKEN_REFUSED and not last:
+            await tokens.forget(api.cache.redis, _token_key(shop, api), token)
+            continue  # the token was revoked or expired early: once more with a new one
         if answer.get("success") and (answer.get("data") or {}).get("is_success"):
             return
         raise PlatformUnavailable(f"youzan points sync: {_refusal(answer)}")
 
 
-async def access_token(api: OpenApi, shop, fresh: bool = False) -> str:
-    """The shop's access token, shared by every process through Redis."""
-    key = api.cache.key(f"{{chain:{shop.chain_id}}}", "youzan", "token", shop.external_id)
-    if not fresh and (held := await api.cache.redis.get(key)):
-        return held
+async def access_token(api: OpenApi, shop) -> str:
+    """The shop's access token, shared by every process (``adapters.tokens``)."""
+    return await tokens.shared(api.cache.redis, _token_key(shop, api), lambda: _new_token(api, shop),
+                               lambda why: PlatformUnavailable(f"youzan: {why}"), margin=60)
+
+
+def _token_key(shop, api: OpenApi) -> str:
+    return api.cache.key(f"{{chain:{shop.chain_id}}}", "youzan", "token", shop.external_id)
+
+
+async def _new_token(api: OpenApi, shop) -> tuple[str, int]:
     answer = await _post(api, TOKEN, {"client_id": shop.settings.get("client_id"),
                                       "client_secret": shop.secret("client_secret"),
-                                      "authorize_type": "silent", "grant_id": shop.external_id, "refresh": fresh})
+                                      "authorize_type": "silent", "grant_id": shop.external_id, "refresh": False})
     data = answer.get("data") or {}
     if not answer.get("success") or not data.get("access_token"):
         raise PlatformUnavailable(f"youzan token: {_refusal(answer)}")
-    expires_ms = int(data.get("expires") or 0)
-    ttl = int(expires_ms / 1000 - api.clock.now().timestamp()) - 60
-    await api.cache.redis.set(key, data["access_token"], ex=max(ttl, 60))
-    return data["access_token"]
+    return data["access_token"], int(int(data.get("expires") or 0) / 1000 - api.clock.now().timestamp())
 
 
 async def _post(api: OpenApi, path: str, body: dict) -> dict:

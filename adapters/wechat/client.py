@@ -7,8 +7,9 @@
   (``wxa``, ``card``, …) and the access-token URL are pointed there, so tests talk to the fake WeChat
   of ``tests/fakes/wechat.py`` and nothing calls the real host.
 - **One access token per app for all processes**, cached in Redis (``{chain:N}:wechat:token:<app>``,
-  for its ``expires_in`` less 5 minutes). A process that finds none takes a short Redis lock and
-  fetches it; the others wait for it to appear, so two processes never fetch at once. A call
+  for its ``expires_in`` less 5 minutes; ``adapters.tokens``). A process that finds none takes a
+  short Redis lock and fetches it; the others wait for it to appear, so two processes never fetch
+  at once. A call
   answered ``40001``/``42001``/``40014`` (the token is invalid or expired: WeChat revoked it, or
   another holder of the app secret fetched a new one) forgets that token (only if it is still the
   cached one), fetches one once, and is sent once more.
@@ -30,7 +31,6 @@ WeChat's docs for ``auth.code2Session`` (``GET sns/jscode2session``: ``openid``,
 from __future__ import annotations
 
 import asyncio
-import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -44,6 +44,8 @@ from wechatpy.exceptions import WeChatClientException
 from wechatpy.session.memorystorage import MemoryStorage
 
 from loyalty_core.channels import Connected
+
+from adapters import tokens
 from loyalty_core.errors import ChannelCodeInvalid, ChannelUnavailable, ValidationFailed
 
 REAL_HOST = "https://api.weixin.qq.com"
@@ -51,8 +53,6 @@ BUSY = -1
 INVALID_CODE = frozenset({40029, 40163})
 TOKEN_REFUSED = frozenset({40001, 42001, 40014})
 BACKOFF = (0.2, 0.4)
-TOKEN_MARGIN = 300        # seconds before WeChat's expires_in that the cached token is dropped
-LOCK_SECONDS = 10         # the longest one process may hold the right to fetch a token
 log = structlog.get_logger("wechat")
 
 
@@ -152,33 +152,17 @@ class WeChat:
         return self.cache.key(f"{{chain:{app.chain_id}}}", "wechat", what, app.app_id)
 
     async def access_token(self, app: App) -> str:
-        redis, key, lock = self.cache.redis, self._token_key(app, "token"), self._token_key(app, "token-lock")
-        deadline = asyncio.get_running_loop().time() + LOCK_SECONDS + 2
-        while True:
-            if token := await redis.get(key):
-                return token
-            mark = secrets.token_hex(8)
-            if await redis.set(lock, mark, nx=True, ex=LOCK_SECONDS):
-                try:
-                    return await redis.get(key) or await self._fetch_token(app, key)
-                finally:
-                    if await redis.get(lock) == mark:
-                        await redis.delete(lock)
-            if asyncio.get_running_loop().time() > deadline:
-                raise ChannelUnavailable("WeChat's access token did not come (another process is fetching it)")
-            await asyncio.sleep(0.05)
+        return await tokens.shared(self.cache.redis, self._token_key(app, "token"), lambda: self._fetch_token(app),
+                                   lambda why: ChannelUnavailable(f"WeChat: {why}"))
 
-    async def _fetch_token(self, app: App, key: str) -> str:
+    async def _fetch_token(self, app: App) -> tuple[str, int]:
         answer = await self._call(lambda client: client.fetch_access_token(), app)
         token, expires_in = answer["access_token"], int(answer.get("expires_in") or 7200)
-        await self.cache.redis.set(key, token, ex=max(60, expires_in - TOKEN_MARGIN))
         log.info("wechat.token_fetched", app_id=app.app_id, expires_in=expires_in)
-        return token
+        return token, expires_in
 
     async def _forget_token(self, app: App, token: str) -> None:
-        key = self._token_key(app, "token")
-        if await self.cache.redis.get(key) == token:
-            await self.cache.redis.delete(key)
+        await tokens.forget(self.cache.redis, self._token_key(app, "token"), token)
 
     async def _with_token(self, app: App, call: Callable[[WeChatClient], Any]) -> Any:
         for _ in (1, 2):

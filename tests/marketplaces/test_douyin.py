@@ -5,6 +5,7 @@ back, even below zero after the points were spent in the mini-program mall; forg
 early and unreadable pushes, and an open API that fails, all end in the balance a member reads."""
 from __future__ import annotations
 
+import asyncio
 import secrets
 from functools import partial
 import uuid
@@ -263,6 +264,18 @@ async def test_an_expired_access_token_is_replaced_once(chain, douyin, fake_douy
     assert (await balances(chain, member["id"]))["pending_points"] == 30
     assert fake_douyin.methods() == ["token.create", "order.orderDetail",
                                      "order.orderDetail", "token.create", "order.orderDetail"]
+
+
+async def test_ten_pushes_at_once_fetch_one_token(chain, douyin, fake_douyin, mini, clock):
+    _, member = await bound_member(mini, "13800000085", "dy-open-kit")
+    orders = [f"69200000000000009{n:02d}" for n in range(10)]
+    for n, order_id in enumerate(orders):
+        fake_douyin.add_order(douyin, order_id, "dy-open-kit", [("TEA-01", 1, 100 * (n + 1))], unix(clock))
+    await asyncio.gather(*(send(chain, douyin.push(douyin.paid(order_id, 100 * (n + 1), unix(clock))))
+                           for n, order_id in enumerate(orders)))
+    assert fake_douyin.methods().count("token.create") == 1  # the others waited for it (adapters.tokens)
+    assert fake_douyin.methods().count("order.orderDetail") == 10
+    assert (await balances(chain, member["id"]))["pending_points"] == sum(range(1, 11))
 
 
 async def test_an_order_detail_that_cannot_be_read_fails_never_500(chain, douyin, fake_douyin, mini, clock):
