@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from contextlib import asynccontextmanager
 from typing import Awaitable, Callable
 
 LOCK_SECONDS = 10  # the longest one process may hold the right to fetch a token
@@ -20,25 +21,30 @@ Fetch = Callable[[], Awaitable[tuple[str, int]]]  # a new token and its lifetime
 
 async def shared(redis, key: str, fetch: Fetch, unavailable: Callable[[str], Exception], margin: int = MARGIN) -> str:
     """The token under ``key``, fetched by one process at a time when there is none."""
-    lock = key + "-lock"
-    deadline = asyncio.get_running_loop().time() + LOCK_SECONDS + 2
-    while True:
-        if token := await redis.get(key):
+    if token := await redis.get(key):
+        return token
+    async with one_at_a_time(redis, key + "-lock", unavailable):
+        if token := await redis.get(key):  # fetched by the lock's last holder while this one waited
             return token
-        mark = secrets.token_hex(8)
-        if await redis.set(lock, mark, nx=True, ex=LOCK_SECONDS):
-            try:
-                if token := await redis.get(key):  # fetched meanwhile by the lock's last holder
-                    return token
-                token, lifetime = await fetch()
-                await redis.set(key, token, ex=max(60, int(lifetime) - margin))
-                return token
-            finally:
-                if await redis.get(lock) == mark:
-                    await redis.delete(lock)
+        token, lifetime = await fetch()
+        await redis.set(key, token, ex=max(60, int(lifetime) - margin))
+        return token
+
+
+@asynccontextmanager
+async def one_at_a_time(redis, lock: str, unavailable: Callable[[str], Exception]):
+    """Hold ``lock`` (``SET NX`` for at most ``LOCK_SECONDS``) across processes; wait for it while
+    another holds it, ``unavailable`` when it does not come free in time."""
+    mark, deadline = secrets.token_hex(8), asyncio.get_running_loop().time() + LOCK_SECONDS + 2
+    while not await redis.set(lock, mark, nx=True, ex=LOCK_SECONDS):
         if asyncio.get_running_loop().time() > deadline:
-            raise unavailable("the access token did not come (another process is fetching it)")
+            raise unavailable("another process holds the lock (an access token or a sync under way)")
         await asyncio.sleep(0.05)
+    try:
+        yield
+    finally:
+        if await redis.get(lock) == mark:
+            await redis.delete(lock)
 
 
 async def forget(redis, key: str, token: str) -> None:

@@ -30,7 +30,7 @@ from loyalty_core.outbox import backoff, given_up
 
 from adapters.marketplaces import OpenApis
 from adapters.marketplaces.taobao import TmcPull
-from adapters.marketplaces.youzan_points import YouzanPoints
+from adapters.marketplaces.youzan_points import YouzanPoints, YouzanPointsSync
 from adapters.wechat.cards import CardSync
 from adapters.wechat.client import WeChat
 from adapters.wechat.messages import SubscribeMessages
@@ -173,13 +173,21 @@ class Schedule:
             self.next_evaluation = now + EVALUATE_EVERY
             names += ["evaluate_tiers", "birthday", "winback"]
         for chain_id in await Chain.all().values_list("id", flat=True):
-            for name in names:
-                report = await jobs.run_job(name, chain_id, now)
-                if report.processed:
-                    log.info("job.ran", chain_id=chain_id, **report.as_dict(now))
-            if self.vault is not None and (tried := await inbox.retry_chain(chain_id, self.vault, now, self.details)):
-                log.info("inbox.retried", chain_id=chain_id, events=tried)
+            try:
+                await self._run_chain(chain_id, names, now)
+            except Exception as error:  # one chain's failure never stops the others' jobs
+                if unavailable(error) is not None:
+                    raise
+                log.exception("job.chain_failed", chain_id=chain_id)
         await self.prune(now)
+
+    async def _run_chain(self, chain_id: int, names: list[str], now: datetime) -> None:
+        for name in names:
+            report = await jobs.run_job(name, chain_id, now)
+            if report.processed:
+                log.info("job.ran", chain_id=chain_id, **report.as_dict(now))
+        if self.vault is not None and (tried := await inbox.retry_chain(chain_id, self.vault, now, self.details)):
+            log.info("inbox.retried", chain_id=chain_id, events=tried)
 
     async def prune(self, now: datetime) -> dict[str, int]:
         """Delete delivered outbox rows delivered before ``now - retention`` (pending and dead rows
@@ -222,7 +230,7 @@ def channel_routes(settings: Settings, cache: KeySpace, clock: Clock) -> tuple[d
     sender, apis = WebhookSender(vault), OpenApis(settings.platform_base_urls, vault, cache, clock)
     routes: dict[str, list[Deliver]] = {ANY_TOPIC: [FanOut(clock)]}
     for handler in (CardSync(wechat, vault, clock), SubscribeMessages(wechat, vault, clock), sender,
-                    YouzanPoints(apis, vault)):
+                    YouzanPoints(clock), YouzanPointsSync(apis, vault)):
         for topic in handler.topics:
             routes.setdefault(topic, []).append(handler)
     return routes, Closing(wechat, sender, apis)
@@ -265,20 +273,26 @@ async def run(clock: Clock, stop: asyncio.Event, interval: float = 1.0, settings
             await own_redis.aclose()
 
 
+async def _step(run: Callable[[], Awaitable]):
+    """One step of the worker's cycle; a failure is logged (a service down: briefly, retried next
+    cycle) and answered None."""
+    try:
+        return await run()
+    except Exception as error:
+        if (service := unavailable(error)) is not None:  # no traceback each second
+            log.warning("worker.service_unavailable", service=service, error=f"{type(error).__name__}: {error}"[:300])
+        else:
+            log.exception("worker.step_failed")
+        return None
+
+
 async def _loop(clock: Clock, stop: asyncio.Event, interval: float, settings: Settings,
                 routes: dict[str, list[Deliver]], schedule: "Schedule", pull: TmcPull) -> None:
     relay = Relay(clock, routes, lease=timedelta(seconds=settings.outbox_lease_seconds))
-    while not stop.is_set():
-        try:
-            delivered = await relay.run_once()
-            await schedule.run_due()
-            await pull.run_due(clock.now())
-        except Exception as error:
-            if (service := unavailable(error)) is not None:  # retried next cycle; no traceback each second
-                log.warning("worker.service_unavailable", service=service, error=f"{type(error).__name__}: {error}"[:300])
-            else:
-                log.exception("worker.cycle_failed")
-            delivered = 0
+    while not stop.is_set():  # each step on its own: one failing does not hold up the others
+        delivered = await _step(relay.run_once) or 0
+        await _step(schedule.run_due)
+        await _step(lambda: pull.run_due(clock.now()))
         if not delivered:
             try:
                 await asyncio.wait_for(stop.wait(), timeout=interval)

@@ -32,7 +32,7 @@ from tortoise.expressions import Q
 from . import channels
 from .crypto import Vault
 from .errors import LoyaltyError, NotFound, PlatformUnavailable
-from .marketplace import Details, MarketEvent, NoPaymentYet, Shop, Waiting, apply
+from .marketplace import Details, MarketEvent, NoPaymentYet, Shop, Waiting, apply, binds_by_phone
 from .models import Channel as ChannelRow
 from .models import InboxEvent
 from .outbox import backoff
@@ -102,6 +102,8 @@ async def attempt(shop: Shop, row: InboxEvent, program: Program, vault: Vault, n
         await _release(shop, InboxEvent.filter(chain_id=row.chain_id, channel_id=shop.channel_id,
                                                   order_key=row.order_key, status="waiting"), program, vault, now,
                        details)
+        if binds_by_phone(event):  # the buyer's account is bound now: their other orders that waited
+            await release_bound(shop.chain_id, shop.platform, event.buyer_id, program, vault, now, details)
 
 
 async def _completed(shop: Shop, row: InboxEvent, details: Details | None) -> MarketEvent:
@@ -112,7 +114,11 @@ async def _completed(shop: Shop, row: InboxEvent, details: Details | None) -> Ma
         return event
     if details is None:
         raise PlatformUnavailable("the order's details are fetched by the gateway or the worker, not here")
-    event = await details(shop, event)
+    try:
+        event = await details(shop, event)
+    except (ValueError, TypeError, KeyError, AttributeError) as broken:  # an answer no adapter check caught
+        log.exception("inbox.detail_unreadable", chain_id=row.chain_id, event_id=row.event_id)
+        raise PlatformUnavailable(f"the platform's answer cannot be read ({type(broken).__name__})") from None
     row.event, row.buyer_key, row.kind = event.as_json(), event.buyer_id, event.kind
     await InboxEvent.filter(chain_id=row.chain_id, id=row.id).update(event=row.event, buyer_key=row.buyer_key,
                                                                       kind=row.kind)

@@ -13,7 +13,7 @@ Each platform's adapter turns its pushes into ``MarketEvent`` s of four kinds:
 - ``closed``: closed before payment, nothing to do.
 
 The buyer is the member with the order's phone when the platform gives one (the order's buyer id
-is then bound to them), else the member who bound the platform's buyer id (``POST
+is then bound to them when that phone is the account's own), else the member who bound the platform's buyer id (``POST
 /v1/mp/me/bindings``). A buyer who is no member waits
 (``NoMemberYet``), as does a confirmation or a refund whose payment has not come (``NoPaymentYet``):
 the inbox keeps them and applies them when what they wait for comes (``loyalty_core.inbox``).
@@ -63,12 +63,14 @@ class MarketEvent:
     refund_id: str | None = None
     refunded: int = 0       # fen of this refund
     needs_detail: bool = False  # the push only names the order: its buyer and lines come from the platform's API
+    phone_of_account: bool = False  # buyer_phone is the buyer's account's own (not a delivery contact)
 
     def as_json(self) -> dict:
         return {"event_id": self.event_id, "kind": self.kind, "order_id": self.order_id,
                 "occurred_at": self.occurred_at.isoformat(), "buyer_phone": self.buyer_phone,
                 "buyer_id": self.buyer_id, "paid": self.paid, "refund_id": self.refund_id,
                 "refunded": self.refunded, "needs_detail": self.needs_detail,
+                "phone_of_account": self.phone_of_account,
                 "lines": [{"sku": l.sku, "qty": l.qty, "amount": l.amount, "category": l.category} for l in self.lines]}
 
     @classmethod
@@ -78,7 +80,7 @@ class MarketEvent:
                    tuple(MarketLine(l["sku"], int(l["qty"]), int(l["amount"]), l.get("category", "online"))
                          for l in data.get("lines") or ()),
                    int(data.get("paid") or 0), data.get("refund_id"), int(data.get("refunded") or 0),
-                   bool(data.get("needs_detail")))
+                   bool(data.get("needs_detail")), bool(data.get("phone_of_account")))
 
 
 class Details(Protocol):
@@ -169,8 +171,14 @@ async def _paid(shop: Shop, event: MarketEvent, program: Program, vault: Vault, 
                              channel=shop.platform, received_at=now, hold_until=now + _confirm_wait(program),
                              priced=True)
     await orders.place_order(shop.chain_id, sale, program, now)
-    if event.buyer_id and event.buyer_phone:
+    if binds_by_phone(event):
         await _remember(shop, member, event.buyer_id)
+
+
+def binds_by_phone(event: MarketEvent) -> bool:
+    """A paid order found its member by the phone of the buyer's own account (Youzan's buyer_phone),
+    which then binds that account: not a delivery contact's phone (a gift's receiver)."""
+    return bool(event.kind == "paid" and event.buyer_id and event.buyer_phone and event.phone_of_account)
 
 
 async def _remember(shop: Shop, member: Member, buyer_id: str) -> None:

@@ -64,6 +64,11 @@ class Pushing:
         return event
 
 
+def digits(text: str) -> bool:
+    """Only the ASCII digits 0-9 (``str.isdigit`` also takes "²", which ``int`` refuses)."""
+    return text.isascii() and text.isdigit()
+
+
 def check_signature(expected: str, given: str, secret: str | None, refusal: str) -> None:
     """``InvalidSignature`` (``refusal``) unless the shop has a secret and ``given`` is ``expected``
     (hex, either case, compared in constant time)."""

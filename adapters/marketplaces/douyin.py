@@ -70,7 +70,7 @@ from loyalty_core.channels import Connected
 from loyalty_core.errors import BadRequest, InvalidSignature, PlatformUnavailable
 from loyalty_core.marketplace import MarketEvent, MarketLine
 
-from .base import OpenApi, check_signature
+from .base import OpenApi, check_signature, digits
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 KINDS = {"101": "paid", "103": "confirmed", "106": "closed", "206": "refunded"}
@@ -197,7 +197,7 @@ def messages(body: bytes) -> list[Message]:
 def _shop(data: dict) -> str:
     shop = data.get("shop_id")
     if isinstance(shop, bool) or not isinstance(shop, (int, str)) or not str(shop).isascii() \
-            or not str(shop).isdigit() or len(str(shop)) > 20:
+            or not digits(str(shop)) or len(str(shop)) > 20:
         raise BadRequest("A message names no shop (shop_id)")
     return str(shop)
 
@@ -258,7 +258,7 @@ class Douyin:
                                    lambda why: PlatformUnavailable(f"Douyin: {why}"))
 
     async def _new_token(self, channel: Connected, api: OpenApi) -> tuple[str, int]:
-        shop = int(channel.external_id) if channel.external_id.isdigit() else channel.external_id
+        shop = int(channel.external_id) if digits(channel.external_id) else channel.external_id
         answer = await self._post(channel, api, "token.create",
                                   {"code": "", "grant_type": "authorization_self", "shop_id": shop}, None)
         data = _data_of(answer, "token.create")

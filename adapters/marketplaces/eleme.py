@@ -15,7 +15,7 @@ Commands read here (others are kept in the inbox and have nothing to do):
 
 | cmd | when | core event |
 |---|---|---|
-| ``order.create`` | a new (paid, online) order: ``body`` names ``order_id`` only | paid, completed from ``order.get`` |
+| ``order.create`` | a new order: ``body`` names ``order_id`` only | paid, completed from ``order.get`` (one not paid online, ``pay_status`` ≠ 2: other, nothing earned) |
 | ``order.status.push`` ``status`` 9 | 订单完成 (completed) | confirmed |
 | ``order.status.push`` ``status`` 10 | 订单取消 (cancelled, refused) | from ``order.get``: refunded of what the user paid (``user_fee``, the rest of the order at most) when ``pay_status`` is 2 (已支付), else closed |
 | ``order.user.cancel`` ``type`` 40 / 60 | 客服同意 / 商户同意 the user's cancellation | as status 10 |
@@ -69,7 +69,7 @@ from loyalty_core.channels import Connected
 from loyalty_core.errors import BadRequest, PlatformUnavailable
 from loyalty_core.marketplace import MarketEvent, MarketLine
 
-from .base import OpenApi, Pushing, check_signature
+from .base import OpenApi, Pushing, check_signature, digits
 
 SIGNED = ("body", "cmd", "encrypt", "source", "ticket", "timestamp", "version")  # with secret
 VERSION = "3"
@@ -90,7 +90,7 @@ def sign(fields: Mapping[str, str], secret: str) -> str:
 
 def fen(value) -> int:
     """An amount in fen: an integer (or its digits) within reason, else BadRequest (never float)."""
-    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.isdigit())):
+    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and digits(value))):
         raise BadRequest(f"not an amount in fen: {str(value)[:20]!r}")
     if not 0 <= int(value) <= LARGEST_FEN:
         raise BadRequest(f"amount out of range: {str(value)[:20]}")
@@ -98,7 +98,7 @@ def fen(value) -> int:
 
 
 def _number(value, name: str) -> int:
-    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.isdigit())):
+    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and digits(value))):
         raise BadRequest(f"{name} is not a number: {str(value)[:20]!r}")
     if int(value) > 10**13:
         raise BadRequest(f"{name} out of range")
@@ -142,7 +142,7 @@ def _business(form: Mapping[str, str]) -> dict:
 
 def _when(seconds, default: datetime) -> datetime:
     text = str(seconds or "")
-    if not text.isdigit() or len(text) > 11:
+    if not digits(text) or len(text) > 11:
         return default
     return datetime.fromtimestamp(int(text), tz=timezone.utc)
 
@@ -279,7 +279,10 @@ def _reverse(body: dict, occurred: datetime) -> MarketEvent:
 
 def _paid(event: MarketEvent, order: dict, user: dict, products) -> MarketEvent:
     """The goods lines earn what was paid for them (``product_fee`` less the discount); what else was
-    paid (delivery, packing) does not: the core sees to that when the lines add up to less."""
+    paid (delivery, packing) does not: the core sees to that when the lines add up to less. An order
+    not paid online (``pay_status`` other than 2) earns nothing."""
+    if str(order.get("pay_status")) != str(PAID):
+        return MarketEvent(event.event_id, "other", event.order_id, event.occurred_at)
     phone = str(user.get("phone") or "")
     private = str(order.get("is_private") or "0") == "1"
     return MarketEvent(event.event_id, "paid", event.order_id, _when(order.get("create_time"), event.occurred_at),

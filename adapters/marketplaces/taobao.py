@@ -53,13 +53,14 @@ from loyalty_core.crypto import Vault
 from loyalty_core.errors import BadRequest, PlatformUnavailable
 from loyalty_core.marketplace import MarketEvent, MarketLine, Shop
 
-from .base import OpenApi
+from .base import OpenApi, digits
 from .youzan import BEIJING, _text, fen
 
 BASE_URL = "https://eco.taobao.com/router/rest"
 TOPICS = {"taobao_trade_TradeBuyerPay": "paid", "taobao_trade_TradeSuccess": "confirmed",
           "taobao_trade_TradeClose": "closed", "taobao_refund_RefundSuccess": "refunded"}
 BATCH = 100  # messages per consume (TOP allows 10-200)
+INVALID_SIGNATURE = "25"  # TOP's code for a request signed with another secret
 log = structlog.get_logger("taobao")
 
 
@@ -92,9 +93,15 @@ class Top:
             raise PlatformUnavailable(f"TOP {method}: {type(error).__name__}") from None
         if not isinstance(answer, dict) or "error_response" in answer:
             error = answer.get("error_response", {}) if isinstance(answer, dict) else {}
-            raise PlatformUnavailable(f"TOP {method}: {error.get('code')} {error.get('msg')} "
-                                      f"{error.get('sub_code') or ''}".strip()[:300])
+            raise TopRefused(error.get("code"), f"TOP {method}: {error.get('code')} {error.get('msg')} "
+                                                f"{error.get('sub_code') or ''}".strip()[:300])
         return answer
+
+
+class TopRefused(PlatformUnavailable):
+    def __init__(self, code, detail: str) -> None:
+        super().__init__(detail)
+        self.top_code = code
 
 
 def _message_time(text, default: datetime) -> datetime:
@@ -114,7 +121,7 @@ def event_of(message: dict, now: datetime) -> MarketEvent:
         raise BadRequest("the message's content is no object")
     event_id = _text(message.get("id"), 32)
     order_id = _text(content.get("tid"), 32)
-    if not event_id.isdigit() or not order_id.isdigit():
+    if not digits(event_id) or not digits(order_id):
         raise BadRequest("a TMC message without its id or the order's tid")
     kind = TOPICS.get(str(message.get("topic")), "other")
     at = _message_time(content.get("modified") or message.get("pub_time"), now)
@@ -151,8 +158,8 @@ class TmcPull:
 
     async def pull(self, app_key: str, shops: dict[str, Connected], now: datetime) -> int:
         """One batch of one app: consumed, each message kept in its shop's inbox, then confirmed."""
-        top = Top(self.api("taobao"), app_key, next(iter(shops.values())).secret("app_secret") or "")
-        answer = await top.call("taobao.tmc.messages.consume", quantity=str(BATCH))
+        top, answer = await self._consume(app_key, shops)
+        shops = {seller: shop for seller, shop in shops.items() if shop.secret("app_secret") == top.app_secret}
         messages = (((answer.get("tmc_messages_consume_response") or {}).get("messages") or {})
                     .get("tmc_message") or [])
         done = [await self.keep(message, shops, now) for message in messages if isinstance(message, dict)]
@@ -160,6 +167,20 @@ class TmcPull:
         if confirmed:
             await top.call("taobao.tmc.messages.confirm", s_message_ids=",".join(confirmed))
         return len(confirmed)
+
+    async def _consume(self, app_key: str, shops: dict[str, Connected]) -> tuple[Top, dict]:
+        """A batch, consumed with the app's secret: the shops of an app may hold different ones (one
+        chain's stale or wrong secret must not stop another chain's pull), so each is tried until
+        TOP takes one (25: invalid signature)."""
+        secrets = list(dict.fromkeys(shop.secret("app_secret") or "" for shop in shops.values()))
+        for secret in secrets:
+            top = Top(self.api("taobao"), app_key, secret)
+            try:
+                return top, await top.call("taobao.tmc.messages.consume", quantity=str(BATCH))
+            except TopRefused as refused:
+                if str(refused.top_code) != INVALID_SIGNATURE or secret == secrets[-1]:
+                    raise
+        raise PlatformUnavailable(f"no secret for app {app_key}")
 
     async def keep(self, message: dict, shops: dict[str, Connected], now: datetime) -> object:
         """The message stored and applied in its shop's inbox; its id, to confirm (also for a
@@ -179,7 +200,9 @@ class TmcPull:
 
 
 def _by_app(shops: list[Connected]) -> dict[str, dict[str, Connected]]:
-    """The connected Taobao shops by the app that pulls their messages, each by its seller id."""
+    """The connected Taobao shops (of every chain) by the app that pulls their messages, each by its
+    seller id. A message goes to its seller's shop only if that shop holds the secret that consumed
+    it: a shop connected with a wrong secret receives nothing until it is mended."""
     apps: dict[str, dict[str, Connected]] = {}
     for shop in shops:
         apps.setdefault(shop.settings.get("app_key") or "", {})[shop.external_id] = shop

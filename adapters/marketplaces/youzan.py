@@ -39,7 +39,7 @@ from loyalty_core.channels import Connected
 from loyalty_core.errors import BadRequest, InvalidSignature
 from loyalty_core.marketplace import MarketEvent, MarketLine
 
-from .base import Pushing, check_signature
+from .base import Pushing, check_signature, digits
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 KINDS = {"trade_TradeBuyerPay": "paid", "trade_TradePaid": "paid", "trade_TradeSuccess": "confirmed",
@@ -60,7 +60,7 @@ def fen(yuan) -> int:
 
 
 def _count(value) -> int:
-    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.isdigit())):
+    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and digits(value))):
         raise BadRequest(f"not a quantity: {str(value)[:20]!r}")
     if not 1 <= int(value) <= 100_000:
         raise BadRequest(f"quantity out of range: {value}")
@@ -106,7 +106,7 @@ class Youzan(Pushing):
 
     def shop_of(self, body: bytes, headers: Mapping[str, str]) -> str:
         shop = _push(body).get("kdt_id")
-        if isinstance(shop, bool) or not isinstance(shop, (int, str)) or not str(shop).isdigit() or len(str(shop)) > 20:
+        if isinstance(shop, bool) or not isinstance(shop, (int, str)) or not digits(str(shop)) or len(str(shop)) > 20:
             raise BadRequest("The push names no shop (kdt_id)")
         return str(shop)
 
@@ -152,9 +152,9 @@ class Youzan(Pushing):
         paid = fen(_section(full.get("pay_info")).get("payment", "0"))
         phone = str(buyer.get("buyer_phone") or "") or None
         return MarketEvent(event_id, "paid", order_id, _when(info.get("pay_time") or info.get("created"), now),
-                           buyer_phone=phone if phone and phone.isdigit() and len(phone) == 11 else None,
-                           buyer_id=_text(buyer.get("yz_open_id") or buyer.get("fans_id") or "", 128) or None,
-                           lines=lines, paid=paid)
+                           buyer_phone=phone if phone and digits(phone) and len(phone) == 11 else None,
+                           buyer_id=_text(buyer.get("yz_open_id") or "", 128) or None,
+                           lines=lines, paid=paid, phone_of_account=True)
 
     def ack(self, channel: Connected, body: bytes, headers: Mapping[str, str], now: datetime) -> tuple[bytes, str]:
         return ACK, "application/json"

@@ -2,10 +2,12 @@
 ``balance.changed``, the member's points total is set in every Youzan shop of the chain for every
 Youzan account (``yz_open_id``) bound to the member, with ``youzan.crm.customer.points.sync``.
 
-A sync sets the total (``points``: the balance as it is when the event is delivered, not as it was
-when it was written), and carries the outbox event's id as ``biz_value``, which Youzan treats as
-the same operation for three months: a resent event cannot count twice, and a late one sets
-today's total. A failed call raises; the outbox retries the event with backoff.
+Each (shop, account) is an outbox row of its own (``youzan.points``), so one that Youzan refuses
+holds up no other. A sync sets the total (``points``: the balance as it is when the row is
+delivered, read under a lock per account so that the last sync carries the latest balance), and
+carries the row's id and that total as ``biz_value``, which Youzan treats as the same operation
+for three months: a resent row cannot count twice, and a late one sets today's total. A failed
+call raises; the outbox retries that row with backoff.
 
 Youzan cloud calls: ``POST /auth/token`` ``{client_id, client_secret, authorize_type: "silent",
 grant_id: <kdt_id>, refresh}`` → ``data.access_token``, ``data.expires`` (ms since the epoch),
@@ -25,13 +27,14 @@ yzOpenId), as generated TypeScript models of it and client code calling it (``sy
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import TYPE_CHECKING
 
 import aiohttp
 import orjson
 
 from adapters import tokens
-from loyalty_core import ledger
+from loyalty_core import ledger, outbox
 from loyalty_core.channels import connected_by_id
 from loyalty_core.crypto import Vault
 from loyalty_core.errors import PlatformUnavailable
@@ -42,6 +45,8 @@ from .base import OpenApi
 if TYPE_CHECKING:
     from . import OpenApis
 
+TOPIC = "youzan.points"
+NAMESPACE = uuid.UUID("6f1c0a52-7d5e-4f0b-9a36-2f1d7c9e4b10")  # youzan.points row ids, from the event's
 SYNC = "/api/youzan.crm.customer.points.sync/4.0.0"
 TOKEN = "/auth/token"
 TOKEN_REFUSED = {4202, 4203}  # the access token is invalid or has expired
@@ -50,10 +55,14 @@ REASON = "会员积分同步"
 
 
 class YouzanPoints:
+    """``balance.changed`` → one ``youzan.points`` row per Youzan shop of the chain and Youzan account
+    bound to the member (ids derived from the event's: a resent event adds none), so that one shop
+    or account Youzan refuses holds up no other."""
+
     topics = ("balance.changed",)
 
-    def __init__(self, apis: "OpenApis", vault: Vault) -> None:
-        self.apis, self.vault = apis, vault
+    def __init__(self, clock) -> None:
+        self.clock = clock
 
     async def __call__(self, event) -> None:
         member_id = (event.payload or {}).get("member_id")
@@ -62,17 +71,36 @@ class YouzanPoints:
         chain_id = event.chain_id
         accounts = await Identity.filter(chain_id=chain_id, member_id=member_id, channel="youzan").values_list(
             "external_id", flat=True)
-        if not accounts:
-            return
-        shops = await Channel.filter(chain_id=chain_id, platform="youzan").order_by("id")
-        if not shops:
-            return
-        points = (await ledger.balances(chain_id, member_id)).get("points", 0)
+        shops = await Channel.filter(chain_id=chain_id, platform="youzan").values_list("id", flat=True) if accounts else []
+        await outbox.emit_once(chain_id, [
+            (str(uuid.uuid5(NAMESPACE, f"{event.event_id}:{shop}:{account}")), TOPIC,
+             {"member_id": member_id, "channel_id": shop, "account": account})
+            for shop in sorted(shops) for account in sorted(accounts)], self.clock.now())
+
+
+class YouzanPointsSync:
+    """One ``youzan.points`` row: the account's total set in the shop to the member's points as they
+    are now, one sync of an account at a time (a Redis lock across processes), so that the last
+    sync sent carries the latest balance read. ``biz_value`` is the row's id and the total: a resent
+    row with the same total is dropped by Youzan, one with a newer total is not."""
+
+    topics = (TOPIC,)
+
+    def __init__(self, apis: "OpenApis", vault: Vault) -> None:
+        self.apis, self.vault = apis, vault
+
+    async def __call__(self, event) -> None:
+        payload, chain_id = event.payload or {}, event.chain_id
+        member_id, account = payload.get("member_id"), str(payload.get("account") or "")
+        shop = await connected_by_id(chain_id, int(payload.get("channel_id") or 0), self.vault)
+        if shop is None or not await Identity.exists(chain_id=chain_id, channel="youzan", external_id=account,
+                                                      member_id=member_id):
+            return  # the shop was removed, or the account is another member's now (its own events sync it)
         api = self.apis.api("youzan")
-        for shop in shops:
-            opened = await connected_by_id(chain_id, shop.id, self.vault)
-            for account in sorted(accounts) if opened is not None else ():
-                await sync(api, opened, account, max(points, 0), f"{event.event_id}:{account}"[:64])
+        lock = api.cache.key(f"{{chain:{chain_id}}}", "youzan", "sync", shop.external_id, account)
+        async with tokens.one_at_a_time(api.cache.redis, lock, lambda why: PlatformUnavailable(f"youzan: {why}")):
+            points = max((await ledger.balances(chain_id, member_id)).get("points", 0), 0)
+            await sync(api, shop, account, points, f"{event.event_id}:{points}"[:64])
 
 
 async def sync(api: OpenApi, shop, account: str, points: int, biz_value: str) -> None:

@@ -64,8 +64,9 @@ async def members_with_events_in(chain_id: int, count: int) -> None:
 
 
 async def test_two_worker_processes_push_each_balance_change_to_youzan_once(lab):
-    """Each ``balance.changed`` of a member bound to a Youzan account is synced once by one of two
-    workers (Youzan's ``biz_value`` would drop a second; none comes), the last total the member's."""
+    """Each ``balance.changed`` of a member bound to a Youzan account becomes one sync row, sent once
+    by one of two workers (Youzan's ``biz_value`` would drop a second; none comes), the last total
+    the member's."""
     from loyalty_core import channels, joining, ledger
 
     from ..fakes.youzan import FakeYouzanCloud, YouzanShop
@@ -95,7 +96,9 @@ async def test_two_worker_processes_push_each_balance_change_to_youzan_once(lab)
             while len(cloud.syncs) < 30 or await OutboxEvent.filter(chain_id=chain_id, status="pending").exists():
                 assert time.monotonic() < deadline, f"{len(cloud.syncs)} of 30 synced"
                 await asyncio.sleep(0.2)
-            assert {s["biz_value"].split(":")[0] for s in cloud.syncs} == changes
+            syncs = set(await OutboxEvent.filter(chain_id=chain_id, topic="youzan.points").values_list(
+                "event_id", flat=True))  # one per balance change (one shop, one account each)
+            assert len(syncs) == 30 and {s["biz_value"].split(":")[0] for s in cloud.syncs} == syncs
             assert (len(cloud.syncs), cloud.duplicates) == (30, 0)
             for member_id in members:
                 total = (await ledger.balances(chain_id, member_id))["points"]
@@ -107,3 +110,39 @@ async def ledger_members(chain_id: int) -> list[int]:
     from loyalty_core.models import Member
 
     return list(await Member.filter(chain_id=chain_id).order_by("id").values_list("id", flat=True))
+
+
+async def test_two_workers_leave_youzan_with_the_members_latest_total(lab):
+    """Twenty balance changes of one member, synced by two workers at once: whatever order they are
+    sent in, the last sync sent carries the latest balance (one sync of an account at a time)."""
+    from loyalty_core import channels, joining, ledger
+    from loyalty_core.chains import get_program
+    from loyalty_core.members import NewMember, adjust, register_member
+
+    from ..fakes.youzan import FakeYouzanCloud, YouzanShop
+
+    async with asyncio.timeout(90):
+        database_url = await lab.database()
+        cloud, shop = FakeYouzanCloud(), YouzanShop("91000002", "youzanClientB2", "youzanSecretB2x")
+        cloud.shop(shop)
+        env = lab.env(DATABASE_URL=database_url, REDIS_URL=REDIS_URL, REDIS_PREFIX=lab.redis_prefix(),
+                      YOUZAN_API_BASE_URL=await lab.served(cloud.application()))
+        async with opened(database_url):
+            chain_id = await members_with_events(0)
+            vault, now = Vault(SECRET), datetime.now(timezone.utc)
+            await channels.connect_shop(chain_id, "youzan", {"shop_id": shop.kdt_id, "client_id": shop.client_id,
+                                                             "client_secret": shop.client_secret}, vault, now)
+            program = await get_program(chain_id)
+            member = await register_member(chain_id, NewMember(phone="13900009999"), program, vault, now)
+            await joining.bind(chain_id, member.id, "youzan", "yz-busy")
+            for i in range(20):
+                await adjust(chain_id, member.id, "points", -20 if i % 3 == 2 else 50, f"change {i}", "test", program, now)
+            for name in ("worker-1", "worker-2"):
+                lab.process(name, [LOYALTY, "worker"], env).start()
+            deadline = time.monotonic() + 60
+            while await OutboxEvent.filter(chain_id=chain_id, status="pending").exists() or not cloud.syncs:
+                assert time.monotonic() < deadline, f"{len(cloud.syncs)} synced"
+                await asyncio.sleep(0.2)
+            total = (await ledger.balances(chain_id, member.id))["points"]
+            assert cloud.points[(shop.kdt_id, "yz-busy")] == total
+            await assert_ledger_clean()

@@ -262,3 +262,33 @@ async def test_pushes_that_cannot_be_read_are_400_never_500_and_chains_stay_apar
     listed = (await (await chain.admin("GET", "/v1/channels")).json())["items"]
     assert [(c["platform"], c["shop_id"], c["secrets_set"]) for c in listed] == [("eleme", eleme.source, ["secret"])]
     assert eleme.secret not in str(listed)
+
+
+async def test_an_order_sent_to_a_friends_phone_binds_nothing(chain, eleme, fake_eleme, fake_wechat):
+    """Eleme's user.phone is who the order goes to: it earns for that member, but does not make the
+    buyer's Eleme account theirs; the buyer binds their own account later."""
+    from ..wechat.conftest import connect as connect_app
+
+    friend = await chain.new_member("13700000201")
+    fake_eleme.add_order("5001", 20000, phone="13700000201", user_id="u-9")
+    await send(chain, eleme.created("5001"))
+    assert await held(chain, friend["id"]) == (0, 200)
+    fake_eleme.add_order("5002", 3000, phone="13800000000,5678", user_id="u-9", is_private=1)
+    await send(chain, eleme.created("5002"))
+    assert [(e["order_id"], e["reason"]) for e in await inbox(chain, eleme, "waiting")] == [("5002", "no_member")]
+    assert await held(chain, friend["id"]) == (0, 200)  # the anonymous order is not the friend's
+
+    app = await connect_app(chain, fake_wechat)
+    token, buyer = await app.member("13700000202")
+    bound = await app.call("POST", "/v1/mp/me/bindings", token, {"platform": "eleme", "buyer_id": "u-9"})
+    assert bound.status == 201, await bound.text()
+    assert await held(chain, buyer["id"]) == (0, 30)
+
+
+async def test_an_unpaid_order_earns_nothing(chain, eleme, fake_eleme):
+    member = await chain.new_member("13700000211")
+    fake_eleme.add_order("5101", 9900, phone="13700000211", pay_status=1)
+    await send(chain, eleme.created("5101"))
+    assert await held(chain, member["id"]) == (0, 0)
+    [event] = await inbox(chain, eleme)
+    assert (event["status"], event["reason"]) == ("applied", "nothing to do")

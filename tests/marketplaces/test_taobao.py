@@ -186,3 +186,21 @@ async def test_messages_go_to_their_sellers_chain_and_unreadable_ones_are_droppe
     await problem(await other.admin("POST", "/v1/channels", {
         "platform": "taobao", "shop_id": tmall.user_id, "app_key": APP_KEY, "app_secret": fake_top.apps[APP_KEY],
         "session": "6100e2" + "a" * 40}), 409, "already_exists")
+
+
+async def test_another_chains_wrong_secret_for_the_same_app_stops_nothing(chain, client, clock, fake_top, fake_wechat):
+    other = await make_chain(client, clock, "Other Chain")
+    await other.set_program(PROGRAM)
+    squatter = new_seller()  # connected first, with the app's key but not its secret
+    squatter.channel_id = await connect(other, fake_top, squatter, app_secret="f" * 32)
+    await chain.set_program(PROGRAM)
+    tmall = new_seller()
+    tmall.channel_id = await connect(chain, fake_top, tmall)
+    _, _, member = await bound_member(chain, fake_wechat, "13900000061", "AAAAfirst0001")
+    _, _, theirs = await bound_member(other, fake_wechat, "13900000062", "AAAAother0001")
+    fake_top.paid(APP_KEY, tmall, "3601", "25.00", open_uid="AAAAfirst0001")
+    fake_top.paid(APP_KEY, squatter, "3602", "35.00", open_uid="AAAAother0001")
+    assert await pull(chain) == 2
+    assert (await balances(chain, member["id"]))["pending_points"] == 25
+    assert (await balances(other, theirs["id"]))["pending_points"] == 0  # not through another chain's secret
+    assert await InboxEvent.filter(chain_id=other.chain_id).count() == 0

@@ -149,6 +149,16 @@ async def test_a_buyer_who_is_no_member_earns_once_they_bind_the_account(chain, 
     assert (await app.me(token))["balances"]["pending_points"] == 10
 
 
+async def test_an_order_naming_the_buyers_phone_binds_their_account_and_releases_what_waited(chain, youzan, clock):
+    member = await chain.new_member("13700000121")
+    await send(chain, youzan.paid("W1", "40.00", open_id="yz-open-121", pay_time=beijing(clock)))  # no phone
+    assert [e["reason"] for e in await inbox(chain, youzan, "waiting")] == ["no_member"]
+    await send(chain, youzan.paid("W2", "60.00", phone="13700000121", open_id="yz-open-121", pay_time=beijing(clock)))
+    assert (await balances(chain, member["id"]))["pending_points"] == 100  # W2, and W1 released at once
+    assert await inbox(chain, youzan, "waiting") == []
+    assert {"channel": "youzan", "external_id": "yz-open-121"} in (await chain.member(member["id"]))["identities"]
+
+
 async def test_a_shop_belongs_to_one_chain_and_its_orders_stay_there(chain, client, clock, youzan):
     other = await make_chain(client, clock, "Other Chain")
     await other.set_program(PLAIN)

@@ -65,12 +65,16 @@ async def test_every_balance_change_sets_the_members_total_on_youzan(chain, clou
     assert all(s["points"] >= 0 and s["biz_value"] for s in cloud.syncs)
     assert await OutboxEvent.filter(chain_id=chain.chain_id, status="pending").count() == 0
 
-    # the outbox sends an event again (a worker died before marking it): the same total, once
-    resent = await OutboxEvent.filter(chain_id=chain.chain_id, topic="balance.changed").order_by("-id").first()
+    # the outbox sends a sync again (a worker died before marking it): the same total, dropped by Youzan;
+    # the balance change sent again adds no sync row
+    rows = await OutboxEvent.filter(chain_id=chain.chain_id, topic="youzan.points").count()
+    resent = await OutboxEvent.filter(chain_id=chain.chain_id, topic="youzan.points").order_by("-id").first()
+    change = await OutboxEvent.filter(chain_id=chain.chain_id, topic="balance.changed").order_by("-id").first()
     applied = len(cloud.syncs)
-    await OutboxEvent.filter(id=resent.id).update(status="pending", next_attempt_at=clock.now())
+    await OutboxEvent.filter(id__in=[resent.id, change.id]).update(status="pending", next_attempt_at=clock.now())
     await drain(relay)
     assert (len(cloud.syncs), cloud.duplicates) == (applied, 1)
+    assert await OutboxEvent.filter(chain_id=chain.chain_id, topic="youzan.points").count() == rows
     assert cloud.points == {(shop.kdt_id, "yz-alice"): 137}
     assert cloud.token_fetches == 1  # one token for the shop, shared
 
@@ -93,9 +97,23 @@ async def test_an_expired_token_is_fetched_again_once_and_youzan_down_only_delay
     cloud.down = True
     await chain.sale(order("POS-C2", [line("LATTE", "coffee", 3000)], member_id=member["id"], at=clock.now().isoformat()))
     await drain(relay)
-    waiting = await OutboxEvent.filter(chain_id=chain.chain_id, topic="balance.changed", status="pending").count()
+    waiting = await OutboxEvent.filter(chain_id=chain.chain_id, topic="youzan.points", status="pending").count()
     assert waiting == 1 and cloud.points == {(shop.kdt_id, "yz-carol"): 70}
     cloud.down = False
     clock.advance(minutes=10)  # past the retry's backoff
     await drain(relay)
     assert cloud.points == {(shop.kdt_id, "yz-carol"): 100} == {(shop.kdt_id, "yz-carol"): await points(chain, member["id"])}
+
+
+async def test_a_shop_youzan_refuses_holds_up_no_other(chain, cloud, relay, clock):
+    await chain.set_program(PROGRAM)
+    refused, fine = await connected(chain, new_shop()), await connected(chain, new_shop())
+    cloud.shop(fine)  # the other shop's app is unknown to Youzan: every token request is refused
+    member = await chain.new_member("13800000021")
+    await send(chain, fine.paid("Y3", "80.00", phone="13800000021", open_id="yz-dora", pay_time=beijing(clock)))
+    await send(chain, fine.success("Y3"))
+    await drain(relay)
+    assert cloud.points == {(fine.kdt_id, "yz-dora"): 80}
+    stuck = await OutboxEvent.filter(chain_id=chain.chain_id, topic="youzan.points", status="pending")
+    assert [row.payload["channel_id"] for row in stuck] == [refused.channel_id] * len(stuck) and stuck
+    assert await points(chain, member["id"]) == 80
