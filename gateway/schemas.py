@@ -89,6 +89,8 @@ class MemberOut(BaseModel):
     frozen_reason: str | None
     erased: bool
     merged_into: int | None = Field(None, description="closed by a merge: the member who holds everything now")
+    unclaimed: bool = Field(False, description="holds the points of a marketplace buyer who is no member yet, "
+                                               "until a member binds that account (docs/marketplaces.md)")
     created_at: str
 
 

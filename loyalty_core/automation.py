@@ -29,8 +29,9 @@ log = structlog.get_logger("automation")
 BATCH = 500
 BORN_IN = ("SELECT id FROM members WHERE chain_id = $1 AND birth_month = $2 AND erased_at IS NULL "
            "AND merged_into IS NULL AND id > $3 ORDER BY id LIMIT $4")
-LAPSED = ("SELECT member_id, last_order_at FROM member_figures WHERE chain_id = $1 AND period = 0 "
-          "AND last_order_at <= $2 AND member_id > $3 ORDER BY member_id LIMIT $4")
+LAPSED = ("SELECT f.member_id, f.last_order_at FROM member_figures f JOIN members m ON m.chain_id = f.chain_id "
+          "AND m.id = f.member_id WHERE f.chain_id = $1 AND f.period = 0 AND f.last_order_at <= $2 AND f.member_id > $3 "
+          "AND NOT m.unclaimed ORDER BY f.member_id LIMIT $4")  # a buyer's holder is nobody to win back
 
 
 async def birthday(chain_id: int, now: datetime):

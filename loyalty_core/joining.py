@@ -10,8 +10,9 @@ details (name, birthday, store) are left as they are. Member cards the account t
 joining become the member's (``cards.claim``).
 
 An account linked to one member cannot join as another (409 ``already_exists``): its identity is
-unique per chain. ``bind`` records a marketplace account of the member the same way (moving an
-unclaimed buyer's points comes with the marketplace channels).
+unique per chain. ``bind`` records a marketplace account of the member the same way; when the
+account's orders earned before on an unclaimed holder (``holder``: a buyer who was no member
+yet), the holder is merged into the member: their points, orders and figures move, once.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import structlog
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from . import behaviors, cards, codes, sessions
+from . import behaviors, cards, codes, ledger, merge, sessions
 from .crypto import Vault
 from .errors import AlreadyExists, LoyaltyError
 from .members import NewMember, checked_phone, register_member
@@ -79,12 +80,20 @@ async def _link(chain_id: int, member_id: int, account: sessions.WeChatAccount) 
             await _claim(chain_id, member_id, channel, external_id, "This WeChat account belongs to another member")
 
 
-async def _claim(chain_id: int, member_id: int, channel: str, external_id: str, taken: str) -> bool:
+async def _claim(chain_id: int, member_id: int, channel: str, external_id: str, taken: str,
+                 program: Program | None = None, now: datetime | None = None) -> bool:
     """The identity is the member's (True when it was not before); ``taken``: the refusal when it
-    is another member's. An unclaimed identity (no member yet) becomes the member's."""
+    is another member's. An unclaimed identity (no member yet) becomes the member's; one whose
+    points wait on an unclaimed holder (with ``program`` and ``now``) brings them: the holder is
+    merged into the member."""
     held = await Identity.get_or_none(chain_id=chain_id, channel=channel, external_id=external_id)
     if held is not None and held.member_id not in (None, member_id):
-        raise AlreadyExists(taken)
+        if program is None or now is None or not await Member.exists(chain_id=chain_id, id=held.member_id,
+                                                                     unclaimed=True, merged_into=None):
+            raise AlreadyExists(taken)
+        await merge.merge(chain_id, member_id, held.member_id, program, f"bind:{channel}", now)
+        log.info("bind.claimed_holder", chain_id=chain_id, member_id=member_id, holder=held.member_id, channel=channel)
+        return True
     if held is not None:
         if held.member_id == member_id:
             return False
@@ -107,8 +116,34 @@ async def _credit_inviter(chain_id: int, inviter: int, invited: int, program: Pr
         log.info("join.inviter_ignored", chain_id=chain_id, inviter=inviter, reason=refused.code)
 
 
-async def bind(chain_id: int, member_id: int, platform: str, buyer_id: str) -> bool:
-    """Record that ``buyer_id`` on ``platform`` is the member; True when it is new. An unclaimed
-    buyer (one who bought before joining) is claimed; one bound to another member is refused."""
+async def bind(chain_id: int, member_id: int, platform: str, buyer_id: str, program: Program, now: datetime) -> bool:
+    """Record that ``buyer_id`` on ``platform`` is the member; True when it is new. The points of a
+    buyer who bought before joining (on an unclaimed holder) move to the member, once; an account
+    bound to another member is refused."""
     async with in_transaction():
-        return await _claim(chain_id, member_id, platform, buyer_id, f"This {platform} account is bound to another member")
+        return await _claim(chain_id, member_id, platform, buyer_id, f"This {platform} account is bound to another member",
+                            program, now)
+
+
+async def holder(chain_id: int, platform: str, buyer_id: str, program: Program, now: datetime) -> Member:
+    """The member that holds the points of a marketplace buyer who is no member yet: made on their
+    first order (``unclaimed``; no phone, no welcome, no ``member.created``) with the buyer's
+    account as its identity, and merged, points, orders and all, into the member who binds that
+    account (``bind``). A buyer's second order finds the same holder."""
+    found = await Identity.get_or_none(chain_id=chain_id, channel=platform, external_id=buyer_id)
+    if found is not None and found.member_id is not None:
+        return await codes.member_by_id(chain_id, found.member_id)
+    try:
+        async with in_transaction():
+            made = await Member.create(chain_id=chain_id, tier_code=program.tiers.levels[0].code, tier_since=now,
+                                       created_at=now, unclaimed=True)
+            if found is None:
+                await Identity.create(chain_id=chain_id, member_id=made.id, channel=platform, external_id=buyer_id)
+            elif not await Identity.filter(chain_id=chain_id, id=found.id, member_id=None).update(member_id=made.id):
+                raise IntegrityError("the identity was claimed meanwhile")
+            await ledger.open_accounts(chain_id, made.id)
+    except IntegrityError:  # the buyer's other order made the holder at this very moment
+        found = await Identity.get(chain_id=chain_id, channel=platform, external_id=buyer_id)
+        return await codes.member_by_id(chain_id, found.member_id)
+    log.info("buyer.holder_made", chain_id=chain_id, member_id=made.id, platform=platform)
+    return made

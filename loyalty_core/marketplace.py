@@ -13,10 +13,13 @@ Each platform's adapter turns its pushes into ``MarketEvent`` s of four kinds:
 - ``closed``: closed before payment, nothing to do.
 
 The buyer is the member with the order's phone when the platform gives one (the order's buyer id
-is then bound to them when that phone is the account's own), else the member who bound the platform's buyer id (``POST
-/v1/mp/me/bindings``). A buyer who is no member waits
-(``NoMemberYet``), as does a confirmation or a refund whose payment has not come (``NoPaymentYet``):
-the inbox keeps them and applies them when what they wait for comes (``loyalty_core.inbox``).
+is then bound to them when that phone is the account's own), else the member who bound the
+platform's buyer id (``POST /v1/mp/me/bindings``). A buyer known only by their account earns on an
+unclaimed holder of that account (``joining.holder``), merged into the member who binds it. A
+buyer known by a phone no member has waits (``NoMemberYet``) for the member who joins with it or
+binds the account, as does a confirmation or a refund whose payment has not come
+(``NoPaymentYet``): the inbox keeps them and applies them when what they wait for comes
+(``loyalty_core.inbox``).
 """
 from __future__ import annotations
 
@@ -157,8 +160,11 @@ async def _refunded(shop: Shop, event: MarketEvent, program: Program, now: datet
 
 async def _paid(shop: Shop, event: MarketEvent, program: Program, vault: Vault, now: datetime) -> None:
     member = await buyer(shop, event, vault)
+    if member is None and event.buyer_id and not event.buyer_phone:
+        member = await joining.holder(shop.chain_id, shop.platform, event.buyer_id[:128], program, now)
     if member is None:
-        raise NoMemberYet("the buyer is no member yet: the order waits until they bind their account")
+        raise NoMemberYet("the buyer is no member yet: the order waits for a member with its phone, or until "
+                          "a member binds the buyer's account")
     # the goods the buyer paid for earn; what else was paid (postage) does not
     goods = sum(l.amount for l in event.lines)
     lines = [Line(sku=l.sku[:64], category=l.category, qty=l.qty, unit_price=l.amount // max(l.qty, 1),
@@ -172,7 +178,7 @@ async def _paid(shop: Shop, event: MarketEvent, program: Program, vault: Vault, 
                              priced=True)
     await orders.place_order(shop.chain_id, sale, program, now)
     if binds_by_phone(event):
-        await _remember(shop, member, event.buyer_id)
+        await _remember(shop, member, event.buyer_id, program, now)
 
 
 def binds_by_phone(event: MarketEvent) -> bool:
@@ -181,12 +187,12 @@ def binds_by_phone(event: MarketEvent) -> bool:
     return bool(event.kind == "paid" and event.buyer_id and event.buyer_phone and event.phone_of_account)
 
 
-async def _remember(shop: Shop, member: Member, buyer_id: str) -> None:
+async def _remember(shop: Shop, member: Member, buyer_id: str, program: Program, now: datetime) -> None:
     """A buyer found by phone: their platform account is the member's from now on (their later
     orders without a phone find them, their points are pushed to it); one bound to another member
     stays so."""
     try:
-        await joining.bind(shop.chain_id, member.id, shop.platform, buyer_id[:128])
+        await joining.bind(shop.chain_id, member.id, shop.platform, buyer_id[:128], program, now)
     except AlreadyExists:
         log.info("marketplace.buyer_bound_elsewhere", chain_id=shop.chain_id, platform=shop.platform,
                  member_id=member.id)

@@ -242,6 +242,7 @@ async def member_view(member: Member, program: Program, vault: Vault, now: datet
         "frozen_reason": member.frozen_reason,
         "erased": member.erased_at is not None,
         "merged_into": member.merged_into,
+        "unclaimed": member.unclaimed,
         "created_at": member.created_at.isoformat(),
     }
 

@@ -84,6 +84,9 @@ class Member(Model):
     merged_into = fields.BigIntField(null=True)  # closed by a merge: the member who holds everything now
     birth_month = fields.IntField(null=True)  # 1-12, in clear for the birthday job (the date itself is encrypted)
     merged_at = fields.DatetimeField(null=True)
+    # holds the points of a marketplace buyer who is no member yet, until a member binds that
+    # account and this one is merged into them (loyalty_core.joining.holder)
+    unclaimed = fields.BooleanField(default=False)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:

@@ -33,7 +33,8 @@ MAX_DAYS = 366
 DAYS = ("SELECT channel, member_id, SUM(orders) AS orders, SUM(points_issued) AS issued, "
         "SUM(points_redeemed) AS redeemed, SUM(points_expired) AS expired FROM member_days "
         "WHERE chain_id = $1 AND day BETWEEN $2 AND $3 GROUP BY channel, member_id")
-JOINED = "SELECT count(*) AS n FROM members WHERE chain_id = $1 AND created_at >= $2 AND created_at < $3"
+JOINED = ("SELECT count(*) AS n FROM members WHERE chain_id = $1 AND created_at >= $2 AND created_at < $3 "
+          "AND NOT unclaimed")  # a marketplace buyer's holder is no member who joined
 
 
 def period(start: date, end: date, program: Program) -> tuple[datetime, datetime]:

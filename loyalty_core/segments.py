@@ -58,7 +58,7 @@ def _between(column: str, bounds: dict | None, params: list, scale=lambda v: v, 
 def build(rules: dict, chain_id: int, program: Program, now: datetime) -> Query:
     """The WHERE clause over ``members m`` (and ``life``, their lifetime figures row)."""
     params: list = [chain_id]
-    where = ["m.chain_id = $1", "m.erased_at IS NULL", "m.merged_into IS NULL"]
+    where = ["m.chain_id = $1", "m.erased_at IS NULL", "m.merged_into IS NULL", "NOT m.unclaimed"]
     recency = rules.get("recency_days")
     if recency:
         where.append("life.last_order_at IS NOT NULL")

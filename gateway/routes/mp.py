@@ -274,13 +274,16 @@ async def redeem_reward(call: Call):
            tag="mini-program", body=Binding, response=BindingOut, status=201, idempotent="optional",
            errors=MEMBER + ("already_exists", "validation_error"),
            description="Records that this buyer id on that platform is the member (again: 200). An account bound "
-                       "to another member is 409 already_exists. The buyer's orders that waited for a member (in the "
-                       "chain's connected shops of that platform) earn for the member now; later ones as they come.")
+                       "to another member is 409 already_exists. What the account earned before anyone bound it (on "
+                       "its unclaimed holder) moves to the member, once (the holder is merged into them), and its "
+                       "orders that waited (in the chain's connected shops of that platform) earn for the member "
+                       "now; later ones as they come.")
 async def bind(call: Call):
     member_id, body = call.member_id, call.body
-    created = await joining.bind(call.chain_id, member_id, body.platform, body.buyer_id)
-    await inbox.release_bound(call.chain_id, body.platform, body.buyer_id, await call.program(), call.services.vault,
-                              call.services.clock.now(), call.services.marketplaces)
+    program, now = await call.program(), call.services.clock.now()
+    created = await joining.bind(call.chain_id, member_id, body.platform, body.buyer_id, program, now)
+    await inbox.release_bound(call.chain_id, body.platform, body.buyer_id, program, call.services.vault, now,
+                              call.services.marketplaces)
     return Reply({"platform": body.platform, "buyer_id": body.buyer_id, "member_id": member_id},
                  201 if created else 200)
 

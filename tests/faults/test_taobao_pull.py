@@ -35,7 +35,7 @@ async def shop_with_buyers(seller: Seller, buyers: int) -> tuple[int, list[int]]
     members = []
     for i in range(buyers):
         member = await register_member(chain.id, NewMember(phone=f"1360000{i:04d}"), program, vault, now)
-        await joining.bind(chain.id, member.id, "taobao", f"OPEN{i}")
+        await joining.bind(chain.id, member.id, "taobao", f"OPEN{i}", program, now)
         members.append(member.id)
     return chain.id, members
 

@@ -68,6 +68,7 @@ async def test_two_worker_processes_push_each_balance_change_to_youzan_once(lab)
     by one of two workers (Youzan's ``biz_value`` would drop a second; none comes), the last total
     the member's."""
     from loyalty_core import channels, joining, ledger
+    from loyalty_core.chains import get_program
 
     from ..fakes.youzan import FakeYouzanCloud, YouzanShop
 
@@ -83,9 +84,9 @@ async def test_two_worker_processes_push_each_balance_change_to_youzan_once(lab)
                                                              "client_secret": shop.client_secret}, Vault(SECRET),
                                         datetime.now(timezone.utc))
             await members_with_events_in(chain_id, 30)
-            members = await ledger_members(chain_id)
+            members, program, now = await ledger_members(chain_id), await get_program(chain_id), datetime.now(timezone.utc)
             for member_id in members:
-                await joining.bind(chain_id, member_id, "youzan", f"yz-{member_id}")
+                await joining.bind(chain_id, member_id, "youzan", f"yz-{member_id}", program, now)
             changes = set(await OutboxEvent.filter(chain_id=chain_id, topic="balance.changed")
                           .values_list("event_id", flat=True))
             assert len(changes) == 30
@@ -134,7 +135,7 @@ async def test_two_workers_leave_youzan_with_the_members_latest_total(lab):
                                                              "client_secret": shop.client_secret}, vault, now)
             program = await get_program(chain_id)
             member = await register_member(chain_id, NewMember(phone="13900009999"), program, vault, now)
-            await joining.bind(chain_id, member.id, "youzan", "yz-busy")
+            await joining.bind(chain_id, member.id, "youzan", "yz-busy", program, now)
             for i in range(20):
                 await adjust(chain_id, member.id, "points", -20 if i % 3 == 2 else 50, f"change {i}", "test", program, now)
             for name in ("worker-1", "worker-2"):

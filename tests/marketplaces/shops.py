@@ -47,3 +47,12 @@ async def inbox(kit, shop, status: str | None = None) -> list[dict]:
 
 async def balances(kit, member_id: int) -> dict:
     return (await kit.member(member_id))["balances"]
+
+
+async def holder_of(kit, platform: str, buyer_id: str) -> dict:
+    """The member an operator finds for that marketplace account (``?identity=``): before anyone
+    binds it, the unclaimed holder of its points."""
+    response = await kit.admin("GET", f"/v1/members?identity={platform}:{buyer_id}")
+    assert response.status == 200, await response.text()
+    [found] = (await response.json())["items"]
+    return await kit.member(found["id"])

@@ -20,7 +20,7 @@ from loyalty_core.models import InboxEvent, Order
 from ..e2e.programs import line, order
 from ..fakes.douyin import DouyinShop, FakeDouyinOpenApi
 from ..helpers import make_chain, problem
-from .shops import PLAIN, balances, connected, inbox, pointed_at, push, served
+from .shops import PLAIN, balances, connected, holder_of, inbox, pointed_at, push, served
 from ..wechat.conftest import MiniProgram
 from ..wechat.conftest import connect as connect_app
 
@@ -101,16 +101,19 @@ async def test_paid_orders_earn_pending_points_for_the_members_who_bound_the_buy
         {"shop_order_id": "6920000000000000001"}, {"shop_order_id": "6920000000000000002"}]
 
 
-async def test_a_buyer_who_is_no_member_yet_waits_and_earns_once_bound(chain, douyin, fake_douyin, mini, clock):
+async def test_a_buyer_who_is_no_member_yet_earns_on_a_holder_that_moves_to_who_binds(chain, douyin, fake_douyin,
+                                                                                     mini, clock):
     fake_douyin.add_order(douyin, "6920000000000000011", "dy-open-cy", [("TEA-01", 1, 12000)], unix(clock))
     assert await send(chain, douyin.push(douyin.paid("6920000000000000011", 12000, unix(clock)))) == ACK
     assert await send(chain, douyin.push(douyin.success("6920000000000000011"))) == ACK
-    assert [(e["kind"], e["reason"], e["buyer_id"]) for e in await inbox(chain, douyin, "waiting")] == [
-        ("paid", "no_member", "dy-open-cy"), ("confirmed", "no_payment", None)]
-
-    token, _ = await bound_member(mini, "13800000011", "dy-open-cy")
-    assert (await mini.me(token))["balances"]["points"] == 120
     assert await inbox(chain, douyin, "waiting") == []
+    holder = await holder_of(chain, "douyin", "dy-open-cy")
+    assert holder["unclaimed"] and (holder["balances"]["points"], holder["phone"]) == (120, None)
+
+    token, member = await bound_member(mini, "13800000011", "dy-open-cy")
+    assert (await mini.me(token))["balances"]["points"] == 120
+    assert (await chain.member(holder["id"]))["merged_into"] == member["id"]
+    assert (await holder_of(chain, "douyin", "dy-open-cy"))["id"] == member["id"]
     fake_douyin.add_order(douyin, "6920000000000000012", "dy-open-cy", [("CUP-01", 1, 1000)], unix(clock))
     await send(chain, douyin.push(douyin.paid("6920000000000000012", 1000, unix(clock))))
     assert (await mini.me(token))["balances"]["pending_points"] == 10  # later orders earn at once

@@ -16,7 +16,7 @@ from loyalty_core.models import InboxEvent, Order
 from ..e2e.programs import PROGRAM, line, order
 from ..fakes.taobao import FakeTop, Seller
 from ..helpers import make_chain, problem
-from .shops import balances, inbox, pointed_at, served
+from .shops import balances, holder_of, inbox, pointed_at, served
 
 APP_KEY = "12345678"
 
@@ -96,21 +96,31 @@ async def test_a_tmall_buyer_who_is_no_member_earns_once_they_bind_and_spends_it
         chain, tmall, fake_top, fake_wechat, clock):
     fake_top.paid(APP_KEY, tmall, "3101", "120.00", open_uid="AAAAnewBuyer01")
     fake_top.success(APP_KEY, tmall, "3101")
-    assert await pull(chain) == 2
+    fake_top.paid(APP_KEY, tmall, "3102", "45.00", open_uid="AAAAnewBuyer02")  # another buyer, no member either
+    assert await pull(chain) == 3
     assert fake_top.unconfirmed(APP_KEY) == []  # kept here, so TMC need not hand them out again
-    assert [(e["kind"], e["reason"]) for e in await inbox(chain, tmall, "waiting")] == [
-        ("paid", "no_member"), ("confirmed", "no_payment")]
+    assert await inbox(chain, tmall, "waiting") == []
+    holder = await holder_of(chain, "taobao", "AAAAnewBuyer01")  # the unclaimed points, as an operator sees them
+    assert holder["unclaimed"] and (holder["balances"]["points"], holder["balances"]["growth"]) == (120, 120)
+    other = await holder_of(chain, "taobao", "AAAAnewBuyer02")
+    assert other["id"] != holder["id"] and other["balances"]["pending_points"] == 45
 
     app, token, member = await bound_member(chain, fake_wechat, "13900000011", "AAAAnewBuyer01")
-    assert (await app.me(token))["balances"]["points"] == 120
-    assert await inbox(chain, tmall, "waiting") == []
+    mine = (await app.me(token))["balances"]
+    assert (mine["points"], mine["growth"]) == (120, 120)
+    assert (await chain.member(holder["id"]))["merged_into"] == member["id"]
     again = await app.call("POST", "/v1/mp/me/bindings", token, {"platform": "taobao", "buyer_id": "AAAAnewBuyer01"})
     assert again.status == 200 and (await app.me(token))["balances"]["points"] == 120  # moved once
+    assert (await chain.member(other["id"]))["balances"]["pending_points"] == 45  # still waiting for its buyer
+    # the order moved with the points: a refund on Tmall claws back from the member
+    fake_top.refund(APP_KEY, tmall, "3101", "88101", "20.00")
+    await pull(chain)
+    assert (await app.me(token))["balances"]["points"] == 100
 
     sale = await chain.sale(order("POS-3101", [line("LATTE", "coffee", 3000)], 2900, member_id=member["id"],
                                   redeem_points=100, at=clock.now().isoformat()))
     assert (sale["points_redeemed"], sale["points_earned"]) == (100, 29)
-    assert (await app.me(token))["balances"]["points"] == 120 - 100 + 29
+    assert (await app.me(token))["balances"]["points"] == 100 - 100 + 29
 
 
 async def test_a_batch_handed_out_again_has_one_effect(chain, tmall, fake_top, fake_wechat):

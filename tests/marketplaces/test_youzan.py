@@ -16,7 +16,7 @@ from loyalty_core.models import InboxEvent, Order
 from ..e2e.programs import line, order, program
 from ..fakes.youzan import YouzanShop
 from ..helpers import make_chain, problem
-from .shops import PLAIN, balances, connected, inbox, push
+from .shops import PLAIN, balances, connected, holder_of, inbox, push
 
 ACK = {"code": 0, "msg": "success"}
 send = partial(push, "/v1/hooks/youzan")
@@ -133,15 +133,19 @@ async def test_a_buyer_who_is_no_member_earns_once_they_bind_the_account(chain, 
 
     await send(chain, youzan.paid("B1", "120.00", open_id="yz-open-1", pay_time=beijing(clock)))
     await send(chain, youzan.success("B1"))
-    waiting = await inbox(chain, youzan, "waiting")
-    assert [(e["kind"], e["reason"]) for e in waiting] == [("paid", "no_member"), ("confirmed", "no_payment")]
+    assert await inbox(chain, youzan, "waiting") == []
+    holder = await holder_of(chain, "youzan", "yz-open-1")
+    assert holder["unclaimed"] and holder["balances"]["points"] == 120
+    # a buyer known by a phone no member has waits for the member who joins with it
+    await send(chain, youzan.paid("B3", "30.00", phone="13700000061", open_id="yz-open-3", pay_time=beijing(clock)))
+    assert [(e["order_id"], e["reason"]) for e in await inbox(chain, youzan, "waiting")] == [("B3", "no_member")]
 
     app = await connect_app(chain, fake_wechat)
     token, member = await app.member("13700000061")
     bound = await app.call("POST", "/v1/mp/me/bindings", token, {"platform": "youzan", "buyer_id": "yz-open-1"})
     assert bound.status == 201, await bound.text()
     assert (await app.me(token))["balances"]["points"] == 120
-    assert await inbox(chain, youzan, "waiting") == []
+    assert (await chain.member(holder["id"]))["merged_into"] == member["id"]
     again = await app.call("POST", "/v1/mp/me/bindings", token, {"platform": "youzan", "buyer_id": "yz-open-1"})
     assert again.status == 200 and (await app.me(token))["balances"]["points"] == 120
     # later orders of the bound buyer earn at once
@@ -149,13 +153,14 @@ async def test_a_buyer_who_is_no_member_earns_once_they_bind_the_account(chain, 
     assert (await app.me(token))["balances"]["pending_points"] == 10
 
 
-async def test_an_order_naming_the_buyers_phone_binds_their_account_and_releases_what_waited(chain, youzan, clock):
+async def test_an_order_naming_the_buyers_phone_binds_their_account_and_brings_what_it_held(chain, youzan, clock):
     member = await chain.new_member("13700000121")
     await send(chain, youzan.paid("W1", "40.00", open_id="yz-open-121", pay_time=beijing(clock)))  # no phone
-    assert [e["reason"] for e in await inbox(chain, youzan, "waiting")] == ["no_member"]
+    holder = await holder_of(chain, "youzan", "yz-open-121")
+    assert holder["unclaimed"] and holder["balances"]["pending_points"] == 40
     await send(chain, youzan.paid("W2", "60.00", phone="13700000121", open_id="yz-open-121", pay_time=beijing(clock)))
-    assert (await balances(chain, member["id"]))["pending_points"] == 100  # W2, and W1 released at once
-    assert await inbox(chain, youzan, "waiting") == []
+    assert (await balances(chain, member["id"]))["pending_points"] == 100  # W2, and W1's from the holder
+    assert (await chain.member(holder["id"]))["merged_into"] == member["id"]
     assert {"channel": "youzan", "external_id": "yz-open-121"} in (await chain.member(member["id"]))["identities"]
 
 
