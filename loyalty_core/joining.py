@@ -25,7 +25,7 @@ from tortoise.transactions import in_transaction
 
 from . import behaviors, cards, codes, ledger, merge, sessions
 from .crypto import Vault
-from .errors import AlreadyExists, LoyaltyError
+from .errors import AlreadyExists, LoyaltyError, MemberFrozen, ValidationFailed
 from .members import NewMember, checked_phone, register_member
 from .models import Identity, Member
 from .program import Program
@@ -87,22 +87,39 @@ async def _claim(chain_id: int, member_id: int, channel: str, external_id: str, 
     points wait on an unclaimed holder (with ``program`` and ``now``) brings them: the holder is
     merged into the member."""
     held = await Identity.get_or_none(chain_id=chain_id, channel=channel, external_id=external_id)
-    if held is not None and held.member_id not in (None, member_id):
-        if program is None or now is None or not await Member.exists(chain_id=chain_id, id=held.member_id,
-                                                                     unclaimed=True, merged_into=None):
-            raise AlreadyExists(taken)
-        await merge.merge(chain_id, member_id, held.member_id, program, f"bind:{channel}", now)
-        log.info("bind.claimed_holder", chain_id=chain_id, member_id=member_id, holder=held.member_id, channel=channel)
-        return True
-    if held is not None:
-        if held.member_id == member_id:
-            return False
+    if held is None:
+        try:
+            async with in_transaction():
+                await Identity.create(chain_id=chain_id, member_id=member_id, channel=channel, external_id=external_id)
+            return True
+        except IntegrityError:  # made a moment ago: another member's, or a holder's (the buyer's first order)
+            held = await Identity.get(chain_id=chain_id, channel=channel, external_id=external_id)
+    if held.member_id == member_id:
+        return False
+    if held.member_id is None:
         await Identity.filter(id=held.id, chain_id=chain_id).update(member_id=member_id)
         return True
+    return await _take_holder(chain_id, member_id, held.member_id, channel, taken, program, now)
+
+
+async def _take_holder(chain_id: int, member_id: int, holder_id: int, channel: str, taken: str,
+                       program: Program | None, now: datetime | None) -> bool:
+    """The account is held by another member: an unclaimed holder is merged into the member (one
+    frozen by an operator keeps its points: 422 member_frozen); a real member's is refused."""
+    holder = await Member.get_or_none(chain_id=chain_id, id=holder_id)
+    if holder is not None and holder.merged_into == member_id:
+        return False  # merged into this member a moment ago (a second tap)
+    if program is None or now is None or holder is None or not holder.unclaimed or holder.merged_into is not None:
+        raise AlreadyExists(taken)
+    if holder.frozen:
+        raise MemberFrozen("The points this account earned are frozen: ask the chain's service desk")
     try:
-        await Identity.create(chain_id=chain_id, member_id=member_id, channel=channel, external_id=external_id)
-    except IntegrityError:
-        raise AlreadyExists(taken + " (since a moment ago)") from None
+        await merge.merge(chain_id, member_id, holder_id, program, f"bind:{channel}", now)
+    except ValidationFailed:  # merged meanwhile, by a bind of this member or of another
+        if (await Member.get(chain_id=chain_id, id=holder_id)).merged_into == member_id:
+            return False
+        raise AlreadyExists(taken) from None
+    log.info("bind.claimed_holder", chain_id=chain_id, member_id=member_id, holder=holder_id, channel=channel)
     return True
 
 

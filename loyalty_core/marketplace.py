@@ -29,7 +29,7 @@ from typing import Protocol
 
 import structlog
 
-from . import codes, jobs, joining, orders
+from . import codes, jobs, joining, merge, orders
 from .channels import Connected
 from .crypto import Vault
 from .errors import AlreadyExists
@@ -177,6 +177,8 @@ async def _paid(shop: Shop, event: MarketEvent, program: Program, vault: Vault, 
                              channel=shop.platform, received_at=now, hold_until=now + _confirm_wait(program),
                              priced=True)
     await orders.place_order(shop.chain_id, sale, program, now)
+    if member.unclaimed:  # a bind merged the holder while this order waited for its row: on to the member
+        await merge.follow(shop.chain_id, member.id, f"order:{event.order_id}", f"{shop.platform}:bind", now)
     if binds_by_phone(event):
         await _remember(shop, member, event.buyer_id, program, now)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import structlog
 from tortoise.transactions import in_transaction
 
 from . import ledger, sql, tiers
@@ -30,6 +31,7 @@ from .unit import Seal, seal_with
 
 MOVED = ("points_lots", "pending_points", "coupons", "identities", "orders", "topups", "reward_redemptions",
          "behavior_events", "member_sessions", "member_cards")
+log = structlog.get_logger("merge")
 FIGURES = ("INSERT INTO member_figures (chain_id, member_id, period, growth, points_earned, spend, stored_value, orders, "
            "last_order_at) SELECT chain_id, $3, period, growth, points_earned, spend, stored_value, orders, last_order_at "
            "FROM member_figures WHERE chain_id = $1 AND member_id = $2 ON CONFLICT (chain_id, member_id, period) DO UPDATE "
@@ -50,14 +52,10 @@ async def merge(chain_id: int, target_id: int, source_id: int, program: Program,
         raise ValidationFailed([{"field": "from_member_id", "message": "a member cannot be merged into itself"}])
     async with in_transaction():
         target, source = await _lock_both(chain_id, target_id, source_id)
-        entry = await _move_balances(chain_id, target, source, actor, now)
-        for table in MOVED:
-            await sql.execute(f"UPDATE {table} SET member_id = $3 WHERE chain_id = $1 AND member_id = $2",
-                              chain_id, source.id, target.id)
-        await sql.execute(FIGURES, chain_id, source.id, target.id)
-        await sql.execute("DELETE FROM member_figures WHERE chain_id = $1 AND member_id = $2", chain_id, source.id)
-        await sql.execute(DAYS, chain_id, source.id, target.id)
-        await sql.execute("DELETE FROM member_days WHERE chain_id = $1 AND member_id = $2", chain_id, source.id)
+        if target.unclaimed and not source.unclaimed:
+            raise ValidationFailed([{"field": "member_id", "message": f"member {target_id} only holds a marketplace "
+                                     "buyer's points: merge it into the member instead"}])
+        entry = await _move_all(chain_id, target, source, f"merge:{source.id}", actor, now)
         await _join_tags(chain_id, target, source)
         await sql.execute(CLOSE_REVIEWS, chain_id, source.id, now, actor, f"merged into member {target.id}")
         await _keep_higher_tier(target, source, program, now)
@@ -71,9 +69,47 @@ async def merge(chain_id: int, target_id: int, source_id: int, program: Program,
     return target
 
 
+async def follow(chain_id: int, source_id: int, ref: str, actor: str, now: datetime) -> None:
+    """What reached a member after it was merged (an order that waited for the merge's lock, then
+    posted to it) moves on to where the member went, under its own key (``merge:<id>:<ref>``);
+    nothing when it was not merged."""
+    source = await Member.get_or_none(chain_id=chain_id, id=source_id)
+    if source is None or source.merged_into is None:
+        return
+    async with in_transaction():
+        target, source = await _lock_pair(chain_id, source.merged_into, source_id)
+        entry = await _move_all(chain_id, target, source, f"merge:{source.id}:{ref}"[:128], actor, now)
+        if entry is not None:
+            await announce_balance(chain_id, target.id, entry.id, now)
+    if entry is not None:
+        log.info("merge.followed", chain_id=chain_id, member_id=target.id, from_member_id=source_id, ref=ref)
+
+
+async def _move_all(chain_id: int, target: Member, source: Member, key: str, actor: str, now: datetime):
+    """The source's balances (one entry under ``key``), rows and figures, to the target."""
+    entry = await _move_balances(chain_id, target, source, key, actor, now)
+    for table in MOVED:
+        await sql.execute(f"UPDATE {table} SET member_id = $3 WHERE chain_id = $1 AND member_id = $2",
+                          chain_id, source.id, target.id)
+    await sql.execute(FIGURES, chain_id, source.id, target.id)
+    await sql.execute("DELETE FROM member_figures WHERE chain_id = $1 AND member_id = $2", chain_id, source.id)
+    await sql.execute(DAYS, chain_id, source.id, target.id)
+    await sql.execute("DELETE FROM member_days WHERE chain_id = $1 AND member_id = $2", chain_id, source.id)
+    return entry
+
+
+async def _lock_pair(chain_id: int, target_id: int, source_id: int) -> tuple[Member, Member]:
+    found = await _locked(chain_id, target_id, source_id)
+    return found[target_id], found[source_id]
+
+
+async def _locked(chain_id: int, *ids: int) -> dict[int, Member]:
+    """The member rows, locked in id order (two merges, or a merge and an order, never wait in a circle)."""
+    return {m.id: m for m in await Member.select_for_update().filter(chain_id=chain_id, id__in=sorted(ids)).order_by("id")}
+
+
 async def _lock_both(chain_id: int, target_id: int, source_id: int) -> tuple[Member, Member]:
-    found = {m.id: m for m in await Member.select_for_update().filter(
-        chain_id=chain_id, id__in=sorted([target_id, source_id])).order_by("id")}
+    found = await _locked(chain_id, target_id, source_id)
     for member_id in (target_id, source_id):
         member = found.get(member_id)
         if member is None:
@@ -86,14 +122,14 @@ async def _lock_both(chain_id: int, target_id: int, source_id: int) -> tuple[Mem
     return found[target_id], found[source_id]
 
 
-async def _move_balances(chain_id: int, target: Member, source: Member, actor: str, now: datetime):
+async def _move_balances(chain_id: int, target: Member, source: Member, key: str, actor: str, now: datetime):
     held = {a.kind: int(a.balance) for a in await Account.filter(chain_id=chain_id, member_id=source.id)}
     legs = [leg for kind, balance in sorted(held.items()) if balance
             for leg in (ledger.Leg(kind, -balance, source.id), ledger.Leg(kind, balance, target.id))]
     if not legs:
         return None
     return await ledger.post(chain_id, ledger.Entry(
-        key=f"merge:{source.id}", kind="merge", member_id=target.id, actor=actor,
+        key=key, kind="merge", member_id=target.id, actor=actor,
         reason=f"merged from member {source.id}", ref=f"member:{source.id}", occurred_at=now, legs=legs))
 
 

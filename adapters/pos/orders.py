@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from loyalty_core import codes
 from loyalty_core.crypto import Vault
-from loyalty_core.errors import LoyaltyError, ValidationFailed, field_errors
+from loyalty_core.errors import LoyaltyError, MemberNotFound, ValidationFailed, field_errors
 from loyalty_core.models import Member
 from loyalty_core.orders import OrderInput, Payment, check_sale_time
 from loyalty_core.rules.pricing import Line
@@ -35,7 +35,10 @@ async def member_named(member_code: str | None, member_id: int | None, chain_id:
     if member_code:
         return await codes.find_member(cache, vault, chain_id, member_code, at)
     if member_id:
-        return await codes.member_by_id(chain_id, member_id), None
+        member = await codes.member_by_id(chain_id, member_id)
+        if member.unclaimed:  # a marketplace buyer's holder is nobody at the till
+            raise MemberNotFound(f"No member {member_id}")
+        return member, None
     return None, None
 
 

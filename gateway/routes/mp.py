@@ -272,10 +272,11 @@ async def redeem_reward(call: Call):
 
 @API.route("POST", "/v1/mp/me/bindings", auth="member", summary="Link a marketplace account to the member",
            tag="mini-program", body=Binding, response=BindingOut, status=201, idempotent="optional",
-           errors=MEMBER + ("already_exists", "validation_error"),
+           errors=MEMBER + ("already_exists", "member_frozen", "validation_error"),
            description="Records that this buyer id on that platform is the member (again: 200). An account bound "
                        "to another member is 409 already_exists. What the account earned before anyone bound it (on "
-                       "its unclaimed holder) moves to the member, once (the holder is merged into them), and its "
+                       "its unclaimed holder) moves to the member, once (the holder is merged into them; one an operator froze "
+                       "is 422 member_frozen), and its "
                        "orders that waited (in the chain's connected shops of that platform) earn for the member "
                        "now; later ones as they come.")
 async def bind(call: Call):

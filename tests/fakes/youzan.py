@@ -4,6 +4,7 @@ cites the docs); and Youzan cloud's member-points API, which the worker pushes t
 from __future__ import annotations
 
 import hashlib
+import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -18,6 +19,11 @@ class YouzanShop:
 
     def __init__(self, kdt_id: str, client_id: str, client_secret: str) -> None:
         self.kdt_id, self.client_id, self.client_secret = kdt_id, client_id, client_secret
+
+    @classmethod
+    def any(cls) -> "YouzanShop":
+        """A shop of its own (a random kdt_id, client_id and secret)."""
+        return cls(str(secrets.randbelow(10**8) + 10**7), secrets.token_hex(9), secrets.token_hex(16))
 
     def connection(self) -> dict:
         return {"platform": "youzan", "shop_id": self.kdt_id, "client_id": self.client_id,

@@ -15,6 +15,16 @@ def settings(settings, fake_wechat):
     return dataclasses.replace(settings, wechat_api_base_url=fake_wechat.base_url)
 
 
+@pytest.fixture
+async def youzan(chain):
+    """A Youzan shop connected to the test chain, under the plain program (1 point per yuan)."""
+    from ..fakes.youzan import YouzanShop
+    from .shops import PLAIN, connected
+
+    await chain.set_program(PLAIN)
+    return await connected(chain, YouzanShop.any())
+
+
 @pytest.fixture(autouse=True)
 async def ledger_still_balances(client):
     yield

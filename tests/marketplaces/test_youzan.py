@@ -4,12 +4,10 @@ often Youzan sends; a forged push is refused and kept nowhere; points earned onl
 the till; a buyer who is no member yet earns once they bind their account; chains stay apart."""
 from __future__ import annotations
 
-import secrets
 from functools import partial
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-import pytest
 
 from loyalty_core.models import InboxEvent, Order
 
@@ -23,13 +21,7 @@ send = partial(push, "/v1/hooks/youzan")
 
 
 def new_shop() -> YouzanShop:
-    return YouzanShop(str(secrets.randbelow(10**8) + 10**7), secrets.token_hex(9), secrets.token_hex(16))
-
-
-@pytest.fixture
-async def youzan(chain) -> YouzanShop:
-    await chain.set_program(PLAIN)
-    return await connected(chain, new_shop())
+    return YouzanShop.any()
 
 
 def beijing(clock) -> str:
