@@ -104,6 +104,8 @@ class MemberQuery(BaseModel):
     identity: str | None = Field(None, pattern=NO_NUL, description="CHANNEL:ID, e.g. card:900012345678")
     tier: str | None = Field(None, pattern=NO_NUL)
     tag: str | None = Field(None, min_length=1, max_length=32, pattern=NO_NUL, description="members with this tag")
+    unclaimed: bool | None = Field(None, description="true: only the holders of marketplace buyers' points; false: "
+                                                      "only members (default: both)")
     limit: int = Field(50, ge=1, le=200)
     cursor: str | None = None
 

@@ -283,8 +283,11 @@ async def set_tags(chain_id: int, member_id: int, tags: list[str]) -> Member:
 
 
 async def search_members(chain_id: int, vault: Vault, *, phone: str | None, identity: str | None,
-                         tier: str | None, after_id: int | None, limit: int, tag: str | None = None) -> list[Member]:
+                         tier: str | None, after_id: int | None, limit: int, tag: str | None = None,
+                         unclaimed: bool | None = None) -> list[Member]:
     query = Member.filter(chain_id=chain_id)
+    if unclaimed is not None:
+        query = query.filter(unclaimed=unclaimed)
     if tag:
         query = query.filter(tag_rows__chain_id=chain_id, tag_rows__tag=tag.strip())
     if phone:

@@ -108,7 +108,8 @@ async def registered(call: Call, new: members.NewMember, program, now) -> Reply:
 async def search_members(call: Call):
     q = call.query
     found = await members.search_members(call.chain_id, call.services.vault, phone=q.phone, identity=q.identity,
-                                         tier=q.tier, tag=q.tag, after_id=s.decode_cursor(q.cursor), limit=q.limit + 1)
+                                         tier=q.tier, tag=q.tag, unclaimed=q.unclaimed, after_id=s.decode_cursor(q.cursor),
+                                         limit=q.limit + 1)
     found, cursor = s.cut(found, q.limit)
     program, now = await call.program(), call.services.clock.now()
     return {"items": [await members.member_view(m, program, call.services.vault, now) for m in found],

@@ -66,3 +66,18 @@ async def test_nobody_sells_to_a_holder_at_the_till(chain, youzan, clock):
                                                                member_id=holder["id"], at=clock.now().isoformat()))
     await problem(response, 404, "member_not_found")
     assert (await balances(chain, holder["id"]))["pending_points"] == 40
+
+
+async def test_an_operator_lists_members_apart_from_holders(chain, youzan, clock):
+    member = await chain.new_member("13700000905")
+    await send(chain, youzan.paid("L1", "40.00", open_id="yz-list", pay_time=beijing(clock)))
+    holder = await holder_of(chain, "youzan", "yz-list")
+
+    async def listed(query: str) -> list[int]:
+        response = await chain.admin("GET", f"/v1/members{query}")
+        assert response.status == 200, await response.text()
+        return [m["id"] for m in (await response.json())["items"]]
+
+    assert await listed("?unclaimed=false") == [member["id"]]
+    assert await listed("?unclaimed=true") == [holder["id"]]
+    assert sorted(await listed("")) == sorted([member["id"], holder["id"]])
