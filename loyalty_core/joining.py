@@ -17,13 +17,13 @@ yet), the holder is merged into the member: their points, orders and figures mov
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 
 import structlog
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from . import behaviors, cards, codes, ledger, merge, sessions
+from . import behaviors, cards, codes, ledger, merge, sessions, sql
 from .crypto import Vault
 from .errors import AlreadyExists, LoyaltyError, MemberFrozen, ValidationFailed
 from .members import NewMember, checked_phone, register_member
@@ -31,6 +31,9 @@ from .models import Identity, Member
 from .program import Program
 
 log = structlog.get_logger("loyalty")
+# an identity of the member unless it is held already (one statement, no savepoint: the join's budget)
+CLAIM = ("INSERT INTO identities (chain_id, member_id, channel, external_id, created_at) VALUES ($1, $2, $3, $4, $5) "
+         "ON CONFLICT DO NOTHING")
 
 
 @dataclass(frozen=True)
@@ -88,12 +91,10 @@ async def _claim(chain_id: int, member_id: int, channel: str, external_id: str, 
     merged into the member."""
     held = await Identity.get_or_none(chain_id=chain_id, channel=channel, external_id=external_id)
     if held is None:
-        try:
-            async with in_transaction():
-                await Identity.create(chain_id=chain_id, member_id=member_id, channel=channel, external_id=external_id)
+        if await sql.execute(CLAIM, chain_id, member_id, channel, external_id, datetime.now(timezone.utc)):
             return True
-        except IntegrityError:  # made a moment ago: another member's, or a holder's (the buyer's first order)
-            held = await Identity.get(chain_id=chain_id, channel=channel, external_id=external_id)
+        # made a moment ago: another member's, or a holder's (the buyer's first order)
+        held = await Identity.get(chain_id=chain_id, channel=channel, external_id=external_id)
     if held.member_id == member_id:
         return False
     if held.member_id is None:
