@@ -10,11 +10,14 @@ from datetime import datetime, timezone
 
 import pytest
 
-from loyalty_core import webhooks
+from loyalty_core import channels, joining, ledger, webhooks
+from loyalty_core.chains import get_program
+from loyalty_core.members import NewMember, adjust, register_member
 from loyalty_core.crypto import Vault
 from loyalty_core.models import OutboxEvent
 
 from ..fakes.receiver import Receiver
+from ..fakes.youzan import FakeYouzanCloud, YouzanShop
 from .checks import assert_ledger_clean, opened
 from .lab import LOYALTY, REDIS_URL, SECRET
 from .test_worker import members_with_events
@@ -67,22 +70,10 @@ async def test_two_worker_processes_push_each_balance_change_to_youzan_once(lab)
     """Each ``balance.changed`` of a member bound to a Youzan account becomes one sync row, sent once
     by one of two workers (Youzan's ``biz_value`` would drop a second; none comes), the last total
     the member's."""
-    from loyalty_core import channels, joining, ledger
-    from loyalty_core.chains import get_program
-
-    from ..fakes.youzan import FakeYouzanCloud, YouzanShop
-
     async with asyncio.timeout(90):
-        database_url = await lab.database()
-        cloud, shop = FakeYouzanCloud(), YouzanShop("91000001", "youzanClientA1", "youzanSecretA1x")
-        cloud.shop(shop)
-        env = lab.env(DATABASE_URL=database_url, REDIS_URL=REDIS_URL, REDIS_PREFIX=lab.redis_prefix(),
-                      YOUZAN_API_BASE_URL=await lab.served(cloud.application()))
+        database_url, cloud, shop, env = await youzan_lab(lab)
         async with opened(database_url):
-            chain_id = await members_with_events(0)
-            await channels.connect_shop(chain_id, "youzan", {"shop_id": shop.kdt_id, "client_id": shop.client_id,
-                                                             "client_secret": shop.client_secret}, Vault(SECRET),
-                                        datetime.now(timezone.utc))
+            chain_id = await chain_with_shop(shop)
             await members_with_events_in(chain_id, 30)
             members, program, now = await ledger_members(chain_id), await get_program(chain_id), datetime.now(timezone.utc)
             for member_id in members:
@@ -107,6 +98,23 @@ async def test_two_worker_processes_push_each_balance_change_to_youzan_once(lab)
             await assert_ledger_clean()
 
 
+async def youzan_lab(lab) -> tuple[str, FakeYouzanCloud, YouzanShop, dict[str, str]]:
+    """A fresh database, a fake Youzan cloud that knows one shop, and the workers' environment."""
+    database_url, cloud, shop = await lab.database(), FakeYouzanCloud(), YouzanShop.any()
+    cloud.shop(shop)
+    env = lab.env(DATABASE_URL=database_url, REDIS_URL=REDIS_URL, REDIS_PREFIX=lab.redis_prefix(),
+                  YOUZAN_API_BASE_URL=await lab.served(cloud.application()))
+    return database_url, cloud, shop, env
+
+
+async def chain_with_shop(shop: YouzanShop) -> int:
+    chain_id = await members_with_events(0)
+    await channels.connect_shop(chain_id, "youzan", {"shop_id": shop.kdt_id, "client_id": shop.client_id,
+                                                     "client_secret": shop.client_secret}, Vault(SECRET),
+                                datetime.now(timezone.utc))
+    return chain_id
+
+
 async def ledger_members(chain_id: int) -> list[int]:
     from loyalty_core.models import Member
 
@@ -116,23 +124,11 @@ async def ledger_members(chain_id: int) -> list[int]:
 async def test_two_workers_leave_youzan_with_the_members_latest_total(lab):
     """Twenty balance changes of one member, synced by two workers at once: whatever order they are
     sent in, the last sync sent carries the latest balance (one sync of an account at a time)."""
-    from loyalty_core import channels, joining, ledger
-    from loyalty_core.chains import get_program
-    from loyalty_core.members import NewMember, adjust, register_member
-
-    from ..fakes.youzan import FakeYouzanCloud, YouzanShop
-
     async with asyncio.timeout(90):
-        database_url = await lab.database()
-        cloud, shop = FakeYouzanCloud(), YouzanShop("91000002", "youzanClientB2", "youzanSecretB2x")
-        cloud.shop(shop)
-        env = lab.env(DATABASE_URL=database_url, REDIS_URL=REDIS_URL, REDIS_PREFIX=lab.redis_prefix(),
-                      YOUZAN_API_BASE_URL=await lab.served(cloud.application()))
+        database_url, cloud, shop, env = await youzan_lab(lab)
         async with opened(database_url):
-            chain_id = await members_with_events(0)
+            chain_id = await chain_with_shop(shop)
             vault, now = Vault(SECRET), datetime.now(timezone.utc)
-            await channels.connect_shop(chain_id, "youzan", {"shop_id": shop.kdt_id, "client_id": shop.client_id,
-                                                             "client_secret": shop.client_secret}, vault, now)
             program = await get_program(chain_id)
             member = await register_member(chain_id, NewMember(phone="13900009999"), program, vault, now)
             await joining.bind(chain_id, member.id, "youzan", "yz-busy", program, now)
