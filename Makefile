@@ -7,6 +7,7 @@ BENCH_STAMP := $(VENV)/.bench-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 WECHAT_FAKE_PORT ?= 8081
+YOUZAN_FAKE_PORT ?= 8082
 TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 TEST_REDIS_URL    ?= redis://127.0.0.1:6379/0
 export TEST_POSTGRES_URL TEST_REDIS_URL
@@ -22,11 +23,15 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 ## make run: set up, migrate, seed the demo chain (idempotent), print keys and signed examples, serve on :8080;
-## unless WECHAT_API_BASE_URL is set, a fake WeChat on :8081 stands in for WeChat (tests/fakes/wechat.py)
+## unless WECHAT_API_BASE_URL is set, a fake WeChat on :8081 stands in for WeChat (tests/fakes/wechat.py), and a
+## fake Youzan cloud on :8082 takes the demo shop's points pushes (tests/fakes/youzan.py)
 run: setup
 	@if [ -n "$$WECHAT_API_BASE_URL" ]; then exec $(BIN)/loyalty demo --host $(HOST) --port $(PORT); fi; \
-	$(BIN)/python -m tests.fakes.wechat --port $(WECHAT_FAKE_PORT) & fake=$$!; trap 'kill $$fake 2>/dev/null' EXIT INT TERM; \
-	sleep 1; WECHAT_API_BASE_URL=http://127.0.0.1:$(WECHAT_FAKE_PORT) $(BIN)/loyalty demo --host $(HOST) --port $(PORT)
+	$(BIN)/python -m tests.fakes.wechat --port $(WECHAT_FAKE_PORT) & fake=$$!; \
+	$(BIN)/python -m tests.fakes.youzan --port $(YOUZAN_FAKE_PORT) & cloud=$$!; \
+	trap 'kill $$fake $$cloud 2>/dev/null' EXIT INT TERM; \
+	sleep 1; WECHAT_API_BASE_URL=http://127.0.0.1:$(WECHAT_FAKE_PORT) YOUZAN_API_BASE_URL=$${YOUZAN_API_BASE_URL:-http://127.0.0.1:$(YOUZAN_FAKE_PORT)} \
+	$(BIN)/loyalty demo --host $(HOST) --port $(PORT)
 
 ## make test: the suite on SQLite + in-process Redis, then on PostgreSQL + Redis when they answer
 ## (REQUIRE_SERVICES=1, as in CI, turns "not answering" into a failure)

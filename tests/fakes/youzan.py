@@ -127,3 +127,22 @@ class FakeYouzanCloud:
             self.points[(kdt_id, user["account_id"])] = points
             self.syncs.append({"kdt_id": kdt_id, **body})
         return web.json_response({"success": True, "code": 200, "message": "successful", "data": {"is_success": True}})
+
+
+def main() -> None:
+    """``make run``'s Youzan cloud: the demo shop's token and points syncs, on loopback."""
+    import argparse
+
+    from gateway.demo import DEMO_SHOP
+
+    parser = argparse.ArgumentParser(description="a fake Youzan cloud on loopback (the demo shop's points)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8082)
+    args = parser.parse_args()
+    cloud = FakeYouzanCloud()
+    cloud.shop(YouzanShop(DEMO_SHOP["shop_id"], DEMO_SHOP["client_id"], DEMO_SHOP["client_secret"]))
+    web.run_app(cloud.application(), host=args.host, port=args.port, print=None)
+
+
+if __name__ == "__main__":
+    main()
