@@ -222,31 +222,34 @@ class Schedule:
         return deleted
 
 
-def channel_routes(settings: Settings, cache: KeySpace, clock: Clock) -> tuple[dict[str, list[Deliver]], "Closing"]:
+def channel_routes(settings: Settings, cache: KeySpace, clock: Clock,
+                   apis: OpenApis | None = None) -> tuple[dict[str, list[Deliver]], "Closing"]:
     """Who receives which topic: WeChat member cards follow balance changes, subscribe messages
     tell of points earned, coupons received and points about to expire, every public event fans
     out to the chain's webhooks, and their deliveries are sent; Youzan shops are told members' points."""
     wechat, vault = WeChat(settings.wechat_api_base_url, cache), Vault(settings.require_secret())
-    sender, apis = WebhookSender(vault), OpenApis(settings.platform_base_urls, vault, cache, clock)
+    sender, own = WebhookSender(vault), apis is None  # the worker's one set of open APIs, or its own
+    apis = apis or OpenApis(settings.platform_base_urls, vault, cache, clock)
     routes: dict[str, list[Deliver]] = {ANY_TOPIC: [FanOut(clock)]}
     for handler in (CardSync(wechat, vault, clock), SubscribeMessages(wechat, vault, clock), sender,
                     YouzanPoints(clock), YouzanPointsSync(apis, vault)):
         for topic in handler.topics:
             routes.setdefault(topic, []).append(handler)
-    return routes, Closing(wechat, sender, apis)
+    return routes, Closing(wechat, sender, apis if own else None)
 
 
 class Closing:
     """What the channels' handlers hold open (WeChat's threads, the webhooks' and the marketplaces'
     HTTP sessions)."""
 
-    def __init__(self, wechat: WeChat, sender: WebhookSender, apis: OpenApis) -> None:
+    def __init__(self, wechat: WeChat, sender: WebhookSender, apis: OpenApis | None) -> None:
         self.wechat, self.sender, self.apis = wechat, sender, apis
 
     async def close(self) -> None:
         self.wechat.close()
         await self.sender.close()
-        await self.apis.close()
+        if self.apis is not None:
+            await self.apis.close()
 
 
 async def run(clock: Clock, stop: asyncio.Event, interval: float = 1.0, settings: Settings | None = None,
@@ -258,10 +261,10 @@ async def run(clock: Clock, stop: asyncio.Event, interval: float = 1.0, settings
     if cache is None:
         own_redis = connect(settings.redis_url)
         cache = KeySpace(own_redis, settings.redis_prefix)
-    if routes is None:
-        routes, held = channel_routes(settings, cache, clock)
     vault = Vault(settings.require_secret())
     apis = OpenApis(settings.platform_base_urls, vault, cache, clock)
+    if routes is None:
+        routes, held = channel_routes(settings, cache, clock, apis)
     schedule = Schedule(clock, retention=timedelta(days=settings.outbox_retention_days), vault=vault, details=apis)
     try:
         await _loop(clock, stop, interval, settings, routes, schedule, TmcPull(apis.api, vault))

@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from datetime import datetime
 from typing import Any, Mapping, Protocol
+from zoneinfo import ZoneInfo
 
 import aiohttp
 
 from loyalty_core.channels import Connected
 from loyalty_core.clock import Clock
-from loyalty_core.errors import InvalidSignature
+from loyalty_core.errors import BadRequest, InvalidSignature
 from loyalty_core.marketplace import MarketEvent
 
 
@@ -62,6 +64,58 @@ class Pushing:
 
     async def detail(self, channel: Connected, event: MarketEvent, api: OpenApi) -> MarketEvent:
         return event
+
+
+BEIJING = ZoneInfo("Asia/Shanghai")
+MOST_FEN = 10**12
+
+
+def text_id(value, longest: int) -> str:
+    """An id a platform sent: a number or printable text of at most ``longest`` characters ("" for
+    none); BadRequest for anything else (a list, control characters, an absurd length)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise BadRequest(f"not an id: {str(value)[:40]!r}")
+    text = str(value)
+    if len(text) > longest or any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise BadRequest(f"not an id: {text[:40]!r}")
+    return text
+
+
+def section(value) -> dict:
+    """A part of a platform's JSON that should be an object: it, or {}."""
+    return value if isinstance(value, dict) else {}
+
+
+def whole(value, low: int, high: int, what: str) -> int:
+    """A whole number a platform sent (an int or its ASCII digits) from ``low`` to ``high``;
+    BadRequest ("not ``what``") otherwise (never a float)."""
+    if isinstance(value, str) and digits(value) and len(value) <= len(str(high)):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise BadRequest(f"not {what}: {str(value)[:20]!r}")
+    return value
+
+
+def yuan(value) -> int:
+    """``"188.00"`` → 18800 fen; BadRequest for anything that is not yuan with at most two decimals."""
+    try:
+        amount = Decimal(str(value)) * 100
+        exact = amount.is_finite() and amount == amount.to_integral_value()
+    except (InvalidOperation, ValueError):
+        exact = False
+    if not exact or not 0 <= amount <= MOST_FEN:
+        raise BadRequest(f"not an amount in yuan: {str(value)[:20]!r}")
+    return int(amount)
+
+
+def beijing_time(text, default: datetime) -> datetime:
+    """``yyyy-MM-dd HH:mm:ss`` in Beijing time, or ``default``."""
+    try:
+        return datetime.strptime(str(text), "%Y-%m-%d %H:%M:%S").replace(tzinfo=BEIJING)
+    except (TypeError, ValueError):
+        return default
 
 
 def digits(text: str) -> bool:

@@ -60,7 +60,6 @@ import hmac
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Mapping
-from zoneinfo import ZoneInfo
 
 import aiohttp
 import orjson
@@ -70,9 +69,8 @@ from loyalty_core.channels import Connected
 from loyalty_core.errors import BadRequest, InvalidSignature, PlatformUnavailable
 from loyalty_core.marketplace import MarketEvent, MarketLine
 
-from .base import OpenApi, check_signature, digits
+from .base import MOST_FEN, OpenApi, beijing_time, check_signature, digits, text_id, whole
 
-BEIJING = ZoneInfo("Asia/Shanghai")
 KINDS = {"101": "paid", "103": "confirmed", "106": "closed", "206": "refunded"}
 CHECK_TAG = "0"  # what Douyin sends when the push URL is configured
 ACK = orjson.dumps({"code": 0, "msg": "success"})
@@ -81,7 +79,6 @@ TOKEN_REFUSED = {"isv.access-token-expired", "isv.access-token-no-existed", "isv
 API_VERSION = "2"
 SIGN_METHOD = "hmac-sha256"
 MAX_MESSAGES = 100
-MOST_FEN = 10**12
 
 
 @dataclass(frozen=True)
@@ -111,40 +108,19 @@ def request_sign(app_key: str, app_secret: str, method: str, params: str, timest
 
 
 # --- reading what Douyin sends ------------------------------------------------------------------
-def _text(value, longest: int) -> str:
-    """An id: a number or printable text of at most ``longest`` characters (else BadRequest)."""
-    if value is None:
-        return ""
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise BadRequest(f"not an id: {str(value)[:40]!r}")
-    text = str(value)
-    if len(text) > longest or any(ord(c) < 32 or ord(c) == 127 for c in text):
-        raise BadRequest(f"not an id: {text[:40]!r}")
-    return text
-
-
 def _required(data: dict, name: str, longest: int = 64) -> str:
-    text = _text(data.get(name), longest)
+    text = text_id(data.get(name), longest)
     if not text:
         raise BadRequest(f"The message names no {name}")
     return text
 
 
 def _fen(value) -> int:
-    """An amount in fen: a whole number (or its digits) from 0 to 10^12; BadRequest otherwise."""
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 13:
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MOST_FEN:
-        raise BadRequest(f"not an amount in fen: {str(value)[:20]!r}")
-    return value
+    return whole(value, 0, MOST_FEN, "an amount in fen")
 
 
 def _count(value) -> int:
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 6:
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100_000:
-        raise BadRequest(f"not a quantity: {str(value)[:20]!r}")
-    return value
+    return whole(value, 1, 100_000, "a quantity")
 
 
 def _when(value, default: datetime) -> datetime:
@@ -153,10 +129,7 @@ def _when(value, default: datetime) -> datetime:
         value = int(value)
     if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 10**11:
         return datetime.fromtimestamp(value, timezone.utc)
-    try:
-        return datetime.strptime(str(value), "%Y-%m-%d %H:%M:%S").replace(tzinfo=BEIJING)
-    except ValueError:
-        return default
+    return beijing_time(value, default)
 
 
 def _data(value) -> dict:
@@ -190,7 +163,7 @@ def messages(body: bytes) -> list[Message]:
         raise BadRequest(f"The body is not a Douyin push (an array of 1 to {MAX_MESSAGES} messages)")
     if not all(isinstance(message, dict) for message in push):
         raise BadRequest("A Douyin push holds messages ({tag, msg_id, data})")
-    return [Message(_tag(m.get("tag")), _text(m.get("msg_id", m.get("msgId")), 128), _data(m.get("data")))
+    return [Message(_tag(m.get("tag")), text_id(m.get("msg_id", m.get("msgId")), 128), _data(m.get("data")))
             for m in push]
 
 
@@ -309,8 +282,8 @@ def _data_of(answer: dict, method: str) -> dict:
 
 def _event(message: Message, now: datetime) -> MarketEvent:
     data, kind = message.data, KINDS.get(message.tag, "other")
-    order_id = _text(data.get("p_id"), 64) if kind == "other" else _required(data, "p_id")
-    event_id = message.msg_id or f"{message.tag}:{order_id}:{_text(data.get('aftersale_id'), 64)}"
+    order_id = text_id(data.get("p_id"), 64) if kind == "other" else _required(data, "p_id")
+    event_id = message.msg_id or f"{message.tag}:{order_id}:{text_id(data.get('aftersale_id'), 64)}"
     if kind == "paid":
         return MarketEvent(event_id, kind, order_id, _when(data.get("pay_time"), now),
                            paid=_fen(data.get("pay_amount", 0)), needs_detail=True)
@@ -326,15 +299,15 @@ def _completed(event: MarketEvent, data: dict) -> MarketEvent:
     order = data.get("shop_order_detail")
     if not isinstance(order, dict):
         raise BadRequest("no shop_order_detail")
-    if _text(order.get("order_id"), 64) != event.order_id:
+    if text_id(order.get("order_id"), 64) != event.order_id:
         raise BadRequest(f"the answer is of order {str(order.get('order_id'))[:40]!r}")
     items = order.get("sku_order_list")
     lines = tuple(_line(item) for item in items if isinstance(item, dict)) if isinstance(items, list) else ()
-    return dataclasses.replace(event, buyer_id=_text(order.get("doudian_open_id"), 128) or None, lines=lines,
+    return dataclasses.replace(event, buyer_id=text_id(order.get("doudian_open_id"), 128) or None, lines=lines,
                                paid=_fen(order.get("pay_amount", event.paid)),
                                occurred_at=_when(order.get("pay_time"), event.occurred_at), needs_detail=False)
 
 
 def _line(item: dict) -> MarketLine:
-    sku = _text(item.get("code"), 64) or _text(item.get("product_id"), 64) or "ITEM"
+    sku = text_id(item.get("code"), 64) or text_id(item.get("product_id"), 64) or "ITEM"
     return MarketLine(sku, _count(item.get("item_num", 1)), _fen(item.get("pay_amount", 0)))

@@ -69,7 +69,7 @@ from loyalty_core.channels import Connected
 from loyalty_core.errors import BadRequest, PlatformUnavailable
 from loyalty_core.marketplace import MarketEvent, MarketLine
 
-from .base import OpenApi, Pushing, check_signature, digits
+from .base import OpenApi, Pushing, check_signature, digits, section, text_id, whole
 
 SIGNED = ("body", "cmd", "encrypt", "source", "ticket", "timestamp", "version")  # with secret
 VERSION = "3"
@@ -89,32 +89,11 @@ def sign(fields: Mapping[str, str], secret: str) -> str:
 
 
 def fen(value) -> int:
-    """An amount in fen: an integer (or its digits) within reason, else BadRequest (never float)."""
-    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and digits(value))):
-        raise BadRequest(f"not an amount in fen: {str(value)[:20]!r}")
-    if not 0 <= int(value) <= LARGEST_FEN:
-        raise BadRequest(f"amount out of range: {str(value)[:20]}")
-    return int(value)
+    return whole(value, 0, LARGEST_FEN, "an amount in fen")
 
 
 def _number(value, name: str) -> int:
-    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and digits(value))):
-        raise BadRequest(f"{name} is not a number: {str(value)[:20]!r}")
-    if int(value) > 10**13:
-        raise BadRequest(f"{name} out of range")
-    return int(value)
-
-
-def _text(value, longest: int) -> str:
-    """An id from Eleme: printable, at most ``longest`` characters (else BadRequest)."""
-    text = "" if value is None else str(value)
-    if len(text) > longest or any(ord(c) < 32 or ord(c) == 127 for c in text):
-        raise BadRequest(f"not an id: {text[:40]!r}")
-    return text
-
-
-def _section(value) -> dict:
-    return value if isinstance(value, dict) else {}
+    return whole(value, 0, 10**13, f"a number ({name})")
 
 
 def _form(body: bytes) -> dict[str, str]:
@@ -126,7 +105,7 @@ def _form(body: bytes) -> dict[str, str]:
     form = dict(pairs)
     if len(form) != len(pairs) or not isinstance(form.get("cmd"), str) or not form["cmd"]:
         raise BadRequest("The body is not an Eleme push: no cmd (or a field twice)")
-    _text(form["cmd"], 64)
+    text_id(form["cmd"], 64)
     return form
 
 
@@ -148,7 +127,7 @@ def _when(seconds, default: datetime) -> datetime:
 
 
 def _order_id(body: dict) -> str:
-    order_id = _text(body.get("order_id"), 64)
+    order_id = text_id(body.get("order_id"), 64)
     if not order_id:
         raise BadRequest("The push names no order (order_id)")
     return order_id
@@ -176,8 +155,8 @@ class Eleme(Pushing):
                   "order.partrefund.push": _part_refund, "order.reverse.push": _reverse}.get(cmd)
         if reader is not None:
             return [reader(business, occurred)]
-        key = _text(business.get("order_id") or "", 64)
-        return [MarketEvent(f"{cmd}:{key or _text(form.get('ticket'), 64)}"[:128], "other", key, occurred)]
+        key = text_id(business.get("order_id") or "", 64)
+        return [MarketEvent(f"{cmd}:{key or text_id(form.get('ticket'), 64)}"[:128], "other", key, occurred)]
 
     def ack(self, channel: Connected, body: bytes, headers: Mapping[str, str], now: datetime) -> tuple[bytes, str]:
         form = _form(body)
@@ -186,11 +165,11 @@ class Eleme(Pushing):
 
     async def detail(self, channel: Connected, event: MarketEvent, api: OpenApi) -> MarketEvent:
         data = await call(api, channel, "order.get", {"order_id": event.order_id})
-        order = _section(data.get("order"))
+        order = section(data.get("order"))
         if str(order.get("order_id")) != event.order_id:
             raise PlatformUnavailable(f"order.get answered no order {event.order_id}")
         if event.kind == "paid":
-            return _paid(event, order, _section(data.get("user")), data.get("products"))
+            return _paid(event, order, section(data.get("user")), data.get("products"))
         return _cancelled(event, order)
 
 
@@ -216,10 +195,10 @@ async def call(api: OpenApi, channel: Connected, cmd: str, body: dict) -> dict:
             envelope = orjson.loads(await response.read())
     except (aiohttp.ClientError, asyncio.TimeoutError, orjson.JSONDecodeError) as failed:
         raise PlatformUnavailable(f"Eleme {cmd}: {type(failed).__name__}") from None
-    result = _section(_section(envelope).get("body"))
+    result = section(section(envelope).get("body"))
     if str(result.get("errno")) != "0":
         raise PlatformUnavailable(f"Eleme {cmd}: errno {str(result.get('errno'))[:12]} {str(result.get('error'))[:80]}")
-    return _section(result.get("data"))
+    return section(result.get("data"))
 
 
 def _created(body: dict, occurred: datetime) -> MarketEvent:
@@ -239,7 +218,7 @@ def _status(body: dict, occurred: datetime) -> MarketEvent:
 
 def _user_cancel(body: dict, occurred: datetime) -> MarketEvent:
     order_id, kind = _order_id(body), _number(body.get("type"), "type")
-    event_id = f"order.user.cancel:{order_id}:{_text(body.get('refund_order_id') or '', 40)}:{kind}"
+    event_id = f"order.user.cancel:{order_id}:{text_id(body.get('refund_order_id') or '', 40)}:{kind}"
     if kind in AGREED_CANCEL:
         return _cancellation(event_id, order_id, occurred)
     return MarketEvent(event_id, "other", order_id, occurred)
@@ -254,7 +233,7 @@ def _cancellation(event_id: str, order_id: str, occurred: datetime) -> MarketEve
 
 def _part_refund(body: dict, occurred: datetime) -> MarketEvent:
     order_id, status = _order_id(body), _number(body.get("status"), "status")
-    refund_id = _text(body.get("refund_id"), 40)
+    refund_id = text_id(body.get("refund_id"), 40)
     if not refund_id:
         raise BadRequest("The partial refund names no refund_id")
     event_id = f"order.partrefund.push:{order_id}:{refund_id}:{status}"
@@ -272,8 +251,8 @@ def _reverse(body: dict, occurred: datetime) -> MarketEvent:
             event = orjson.loads(event)
         except orjson.JSONDecodeError:
             raise BadRequest("cur_reverse_event is not JSON") from None
-    status = _text(_section(event).get("refund_status", ""), 8)
-    refund = _text(body.get("refund_order_id") or "", 40)
+    status = text_id(section(event).get("refund_status", ""), 8)
+    refund = text_id(body.get("refund_order_id") or "", 40)
     return MarketEvent(f"order.reverse.push:{order_id}:{refund}:{status}", "other", order_id, occurred)
 
 
@@ -287,7 +266,7 @@ def _paid(event: MarketEvent, order: dict, user: dict, products) -> MarketEvent:
     private = str(order.get("is_private") or "0") == "1"
     return MarketEvent(event.event_id, "paid", event.order_id, _when(order.get("create_time"), event.occurred_at),
                        buyer_phone=phone if not private and MOBILE.fullmatch(phone) else None,
-                       buyer_id=_text(user.get("user_id") or "", 64) or None,
+                       buyer_id=text_id(user.get("user_id") or "", 64) or None,
                        lines=_lines(products), paid=fen(order.get("user_fee", 0)))
 
 
@@ -298,8 +277,8 @@ def _lines(products) -> tuple[MarketLine, ...]:
 
 
 def _line(item: dict) -> MarketLine:
-    sku = _text(item.get("custom_sku_id") or item.get("sku_id") or item.get("baidu_product_id") or "ITEM", 64)
-    discount = fen(_section(item.get("product_subsidy")).get("discount", 0))
+    sku = text_id(item.get("custom_sku_id") or item.get("sku_id") or item.get("baidu_product_id") or "ITEM", 64)
+    discount = fen(section(item.get("product_subsidy")).get("discount", 0))
     amount = max(fen(item.get("product_fee", 0)) - discount, 0)
     return MarketLine(sku or "ITEM", max(_number(item.get("product_amount", 1), "product_amount"), 1), amount)
 

@@ -53,8 +53,7 @@ from loyalty_core.crypto import Vault
 from loyalty_core.errors import BadRequest, PlatformUnavailable
 from loyalty_core.marketplace import MarketEvent, MarketLine, Shop
 
-from .base import OpenApi, digits
-from .youzan import BEIJING, _text, fen
+from .base import BEIJING, OpenApi, beijing_time, digits, text_id, yuan
 
 BASE_URL = "https://eco.taobao.com/router/rest"
 TOPICS = {"taobao_trade_TradeBuyerPay": "paid", "taobao_trade_TradeSuccess": "confirmed",
@@ -104,13 +103,6 @@ class TopRefused(PlatformUnavailable):
         self.top_code = code
 
 
-def _message_time(text, default: datetime) -> datetime:
-    try:
-        return datetime.strptime(str(text), "%Y-%m-%d %H:%M:%S").replace(tzinfo=BEIJING)
-    except (TypeError, ValueError):
-        return default
-
-
 def event_of(message: dict, now: datetime) -> MarketEvent:
     """One TMC message as the core's event; BadRequest when it cannot be read."""
     try:
@@ -119,20 +111,20 @@ def event_of(message: dict, now: datetime) -> MarketEvent:
         raise BadRequest("the message's content is not JSON") from None
     if not isinstance(content, dict):
         raise BadRequest("the message's content is no object")
-    event_id = _text(message.get("id"), 32)
-    order_id = _text(content.get("tid"), 32)
+    event_id = text_id(message.get("id"), 32)
+    order_id = text_id(content.get("tid"), 32)
     if not digits(event_id) or not digits(order_id):
         raise BadRequest("a TMC message without its id or the order's tid")
     kind = TOPICS.get(str(message.get("topic")), "other")
-    at = _message_time(content.get("modified") or message.get("pub_time"), now)
+    at = beijing_time(content.get("modified") or message.get("pub_time"), now)
     if kind == "paid":
-        paid = fen(content.get("payment") or "0")
-        goods = max(paid - fen(content.get("post_fee") or "0"), 0)
-        return MarketEvent(event_id, kind, order_id, at, buyer_id=_text(content.get("buyer_open_uid"), 128) or None,
+        paid = yuan(content.get("payment") or "0")
+        goods = max(paid - yuan(content.get("post_fee") or "0"), 0)
+        return MarketEvent(event_id, kind, order_id, at, buyer_id=text_id(content.get("buyer_open_uid"), 128) or None,
                            lines=(MarketLine("TAOBAO", 1, goods),), paid=paid)
     if kind == "refunded":
-        return MarketEvent(event_id, kind, order_id, at, refund_id=_text(content.get("refund_id") or event_id, 64),
-                           refunded=fen(content.get("refund_fee") or "0"))
+        return MarketEvent(event_id, kind, order_id, at, refund_id=text_id(content.get("refund_id") or event_id, 64),
+                           refunded=yuan(content.get("refund_fee") or "0"))
     return MarketEvent(event_id, kind, order_id, at)
 
 

@@ -28,10 +28,8 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from typing import Mapping
 from urllib.parse import unquote
-from zoneinfo import ZoneInfo
 
 import orjson
 
@@ -39,44 +37,11 @@ from loyalty_core.channels import Connected
 from loyalty_core.errors import BadRequest, InvalidSignature
 from loyalty_core.marketplace import MarketEvent, MarketLine
 
-from .base import Pushing, check_signature, digits
+from .base import Pushing, beijing_time, check_signature, digits, section, text_id, whole, yuan
 
-BEIJING = ZoneInfo("Asia/Shanghai")
 KINDS = {"trade_TradeBuyerPay": "paid", "trade_TradePaid": "paid", "trade_TradeSuccess": "confirmed",
          "trade_TradeClose": "closed", "trade_refund_RefundSuccess": "refunded"}
 ACK = orjson.dumps({"code": 0, "msg": "success"})
-
-
-def fen(yuan) -> int:
-    """``"188.00"`` → 18800; BadRequest for anything that is not yuan with at most two decimals."""
-    try:
-        amount = Decimal(str(yuan)) * 100
-        exact = amount.is_finite() and amount == amount.to_integral_value()
-    except (InvalidOperation, ValueError):
-        exact = False
-    if not exact or not 0 <= amount <= 10**12:
-        raise BadRequest(f"not an amount in yuan: {str(yuan)[:20]!r}")
-    return int(amount)
-
-
-def _count(value) -> int:
-    if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and digits(value))):
-        raise BadRequest(f"not a quantity: {str(value)[:20]!r}")
-    if not 1 <= int(value) <= 100_000:
-        raise BadRequest(f"quantity out of range: {value}")
-    return int(value)
-
-
-def _section(value) -> dict:
-    return value if isinstance(value, dict) else {}
-
-
-def _text(value, longest: int) -> str:
-    """An id from the push: printable, no NUL, at most ``longest`` characters (else BadRequest)."""
-    text = "" if value is None else str(value)
-    if len(text) > longest or any(ord(c) < 32 for c in text):
-        raise BadRequest(f"not an id: {text[:40]!r}")
-    return text
 
 
 def sign(client_id: str, body: bytes, client_secret: str) -> str:
@@ -93,11 +58,8 @@ def _push(body: bytes) -> dict:
     return push
 
 
-def _when(text, default: datetime) -> datetime:
-    try:
-        return datetime.strptime(str(text), "%Y-%m-%d %H:%M:%S").replace(tzinfo=BEIJING)
-    except (TypeError, ValueError):
-        return default
+def _count(value) -> int:
+    return whole(value, 1, 100_000, "a quantity")
 
 
 class Youzan(Pushing):
@@ -124,36 +86,36 @@ class Youzan(Pushing):
             msg = orjson.loads(unquote(str(push.get("msg") or "{}"))) if push.get("msg") else {}
         except orjson.JSONDecodeError:
             raise BadRequest("msg is not URL-encoded JSON") from None
-        msg = _section(msg)
-        event_id = _text(push.get("msg_id") or f"{push['type']}:{push.get('id')}:{push.get('version')}", 128)
+        msg = section(msg)
+        event_id = text_id(push.get("msg_id") or f"{push['type']}:{push.get('id')}:{push.get('version')}", 128)
         if kind == "paid":
             return [self._paid(event_id, push, msg, now)]
-        order_id = _text(msg.get("tid") or push.get("id") or "", 64)
+        order_id = text_id(msg.get("tid") or push.get("id") or "", 64)
         if not order_id:
             raise BadRequest("The push names no order (tid)")
         if kind == "refunded":
-            return [MarketEvent(event_id, kind, order_id, _when(msg.get("update_time"), now),
-                                refund_id=_text(msg.get("refund_id") or event_id, 128)[:64],
-                                refunded=fen(msg.get("refunded_fee", "0")))]
-        return [MarketEvent(event_id, kind, order_id, _when(msg.get("update_time"), now))]
+            return [MarketEvent(event_id, kind, order_id, beijing_time(msg.get("update_time"), now),
+                                refund_id=text_id(msg.get("refund_id") or event_id, 128)[:64],
+                                refunded=yuan(msg.get("refunded_fee", "0")))]
+        return [MarketEvent(event_id, kind, order_id, beijing_time(msg.get("update_time"), now))]
 
     def _paid(self, event_id: str, push: dict, msg: dict, now: datetime) -> MarketEvent:
         """The goods lines earn (``orders[].payment``); what else was paid (postage) does not, the
         core sees to that when the lines add up to less than ``pay_info.payment``."""
-        full = _section(msg.get("full_order_info"))
-        info, buyer = _section(full.get("order_info")), _section(full.get("buyer_info"))
-        order_id = _text(info.get("tid") or push.get("id") or "", 64)
+        full = section(msg.get("full_order_info"))
+        info, buyer = section(full.get("order_info")), section(full.get("buyer_info"))
+        order_id = text_id(info.get("tid") or push.get("id") or "", 64)
         if not order_id:
             raise BadRequest("The paid push names no order (full_order_info.order_info.tid)")
         items = full.get("orders") if isinstance(full.get("orders"), list) else []
-        lines = tuple(MarketLine(_text(item.get("outer_item_id") or item.get("item_id") or "ITEM", 64) or "ITEM",
-                                 _count(item.get("num", 1)), fen(item.get("payment", "0")))
+        lines = tuple(MarketLine(text_id(item.get("outer_item_id") or item.get("item_id") or "ITEM", 64) or "ITEM",
+                                 _count(item.get("num", 1)), yuan(item.get("payment", "0")))
                       for item in items if isinstance(item, dict))
-        paid = fen(_section(full.get("pay_info")).get("payment", "0"))
+        paid = yuan(section(full.get("pay_info")).get("payment", "0"))
         phone = str(buyer.get("buyer_phone") or "") or None
-        return MarketEvent(event_id, "paid", order_id, _when(info.get("pay_time") or info.get("created"), now),
+        return MarketEvent(event_id, "paid", order_id, beijing_time(info.get("pay_time") or info.get("created"), now),
                            buyer_phone=phone if phone and digits(phone) and len(phone) == 11 else None,
-                           buyer_id=_text(buyer.get("yz_open_id") or "", 128) or None,
+                           buyer_id=text_id(buyer.get("yz_open_id") or "", 128) or None,
                            lines=lines, paid=paid, phone_of_account=True)
 
     def ack(self, channel: Connected, body: bytes, headers: Mapping[str, str], now: datetime) -> tuple[bytes, str]:
