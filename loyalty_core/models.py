@@ -183,6 +183,10 @@ class MemberCard(Model):
     active = fields.BooleanField(default=True)
     synced_bonus = fields.BigIntField(null=True)
     synced_balance = fields.BigIntField(null=True)
+    # the add_bonus / add_balance of that last write: WeChat's update_member_card push of the same
+    # change is ours; another change has the card written again (loyalty_core.cards.changed)
+    added_bonus = fields.BigIntField(null=True)
+    added_balance = fields.BigIntField(null=True)
     created_at = fields.DatetimeField()
     updated_at = fields.DatetimeField()
 

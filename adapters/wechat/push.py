@@ -12,11 +12,12 @@ A wrong or missing signature, an app without a push ``token`` (or, in safe mode,
 ``aes_key``), or a safe-mode body without a ciphertext that decrypts to this app is
 ``InvalidSignature`` (401): nothing is kept. A signed plain body that is not WeChat's XML is
 ``BadRequest``. Events become the core's
-calls: ``user_get_card``, ``user_del_card`` (``loyalty_core.cards``); ``subscribe_msg_popup_event``
+calls: ``user_get_card``, ``user_del_card`` and ``update_member_card`` (a card's figures
+changed: our own write, or a change made elsewhere that has the card written again;
+``loyalty_core.cards``); ``subscribe_msg_popup_event``
 (what the user chose in a subscribe popup) and ``subscribe_msg_change_event`` (a template switched
 off in the settings) record consent (``loyalty_core.messages``); ``subscribe_msg_sent_event``
-(a message's delivery result), ``update_member_card`` (WeChat telling what it shows, after our
-own writes) and any other event are only logged.
+(a message's delivery result) and any other event are only logged.
 
 Sources: wechatpy 1.8.18 (``wechatpy.utils.WeChatSigner``, ``wechatpy.crypto.WeChatCrypto``,
 ``wechatpy.parse_message``, ``wechatpy.events.UserGetCardEvent`` / ``UserDeleteCardEvent`` /
@@ -103,6 +104,14 @@ def _listed(section) -> list[dict]:
     return [entry for entry in entries if isinstance(entry, dict)]
 
 
+def _change(pushed, name: str) -> int:
+    """A figure's change in an ``update_member_card`` push (absent: 0); not a whole number: 400."""
+    value = str(_raw(pushed).get(name) or "0").strip()
+    if not value.lstrip("-").isascii() or not value.lstrip("-").isdigit():
+        raise BadRequest(f"{name} is not a whole number")
+    return int(value)
+
+
 async def apply(channel: Connected, pushed, now: datetime) -> None:
     """What an event means to the core."""
     event = getattr(pushed, "event", None)
@@ -111,6 +120,13 @@ async def apply(channel: Connected, pushed, now: datetime) -> None:
         await cards.received(channel.chain_id, channel.id, account, pushed.card_id, pushed.code, now)
     elif event == "user_del_card":
         await cards.deleted(channel.chain_id, pushed.card_id, pushed.code, now)
+    elif event == "update_member_card":
+        account = sessions.WeChatAccount(channel.external_id, pushed.source, None)
+        bonus, balance = _change(pushed, "ModifyBonus"), _change(pushed, "ModifyBalance")
+        seen = await cards.changed(channel.chain_id, channel.id, account, pushed.card_id, pushed.code,
+                                   bonus, balance, now)
+        log.info("wechat.card_changed", app_id=channel.external_id, card_id=pushed.card_id, seen=seen,
+                 bonus_change=bonus, balance_change=balance)
     elif (event := _raw(pushed).get("Event")) in CONSENT_EVENTS:
         choices = {item.get("TemplateId"): item.get("SubscribeStatusString")
                    for item in _listed(_raw(pushed).get(CONSENT_EVENTS[event]))}

@@ -89,6 +89,49 @@ async def test_a_card_taken_before_joining_is_the_members_once_they_join(shop):
     assert (await MemberCard.get(id=held.id)).member_id == member["id"]
 
 
+async def test_a_card_changed_outside_the_gateway_is_written_with_the_members_totals_again(shop):
+    kit, fake = shop.kit, shop.fake
+    token, member = await shop.member("13500000004", openid="o_changed")  # 100 welcome points
+    await push(shop, card_event("user_get_card", "o_changed", CARD, "300400500"))
+    worker = relay(kit)
+    await worker.run_once()
+    assert (fake.card_updates[-1]["bonus"], sum(u["add_bonus"] for u in fake.card_updates)) == (100, 100)
+    writes = len(fake.card_updates)
+
+    # WeChat's push of our own last write (add_bonus of that write, balance unchanged): nothing to do
+    ours = await push(shop, card_event("update_member_card", "o_changed", CARD, "300400500",
+                                       ModifyBonus=str(fake.card_updates[-1]["add_bonus"]), ModifyBalance="0"))
+    assert ours.status == 200 and await ours.text() == "success"
+    await worker.run_once()
+    assert len(fake.card_updates) == writes
+
+    # someone took 30 off the card in WeChat's console: the card is set back to the member's 100
+    await push(shop, card_event("update_member_card", "o_changed", CARD, "300400500",
+                                ModifyBonus="-30", ModifyBalance="0"), safe=True)
+    await worker.run_once()
+    assert len(fake.card_updates) == writes + 1
+    assert (fake.card_updates[-1]["code"], fake.card_updates[-1]["bonus"], fake.card_updates[-1]["add_bonus"]) == (
+        "300400500", 100, 0)
+    # that write's own push (no change) ends it; the member's points never moved
+    await push(shop, card_event("update_member_card", "o_changed", CARD, "300400500",
+                                ModifyBonus="0", ModifyBalance="0"))
+    await worker.run_once()
+    assert len(fake.card_updates) == writes + 1
+    assert (await shop.me(token))["balances"]["points"] == 100
+
+    # a card WeChat reports that we never saw taken (its user_get_card lost) is kept and written
+    await push(shop, card_event("update_member_card", "o_changed", CARD, "300400999", ModifyBonus="5"))
+    await worker.run_once()
+    assert fake.card_updates[-1]["code"] == "300400999" and fake.card_updates[-1]["bonus"] == 100
+    assert (await MemberCard.get(chain_id=kit.chain_id, code="300400999")).member_id == member["id"]
+
+    # a figure that is not a whole number: 400, nothing written
+    await problem(await push(shop, card_event("update_member_card", "o_changed", CARD, "300400500",
+                                              ModifyBonus="ten")), 400, "bad_request")
+    await worker.run_once()
+    assert fake.card_updates[-1]["code"] == "300400999"
+
+
 async def test_safe_mode_round_trip_and_refused_pushes_keep_nothing(shop, other_chain):
     kit = shop.kit
     xml = card_event("user_get_card", "o_someone", CARD, "777")
