@@ -6,7 +6,6 @@ A handler gets a ``Call`` (principal, parsed body and query, services) and retur
 """
 from __future__ import annotations
 
-import asyncio
 import inspect
 import re
 from dataclasses import dataclass, field
@@ -194,7 +193,7 @@ async def dispatch(operation: Operation, request: web.Request) -> web.StreamResp
         return web.Response(status=claimed.status, text=claimed.body, content_type=content_type,
                             headers={"Idempotent-Replayed": "true"})
     call.claim = claimed
-    renewing = asyncio.create_task(idempotency.keep_alive(claimed, services.clock.now, lease))
+    renewing = idempotency.Renewing(claimed, services.clock.now, lease)
     try:
         response = render(await _run(operation, call))
         if not call.answered_sealed:  # a handler of many transactions (a job, a batch): stored after them

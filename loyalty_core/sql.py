@@ -6,6 +6,7 @@ Statements are written once with PostgreSQL's ``$1`` placeholders; on SQLite the
 """
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime, timezone
 from typing import Any
@@ -114,22 +115,41 @@ async def together(*statements: tuple[str, list]) -> list[int]:
     statement, how many rows it returned (0 for one without RETURNING). On PostgreSQL they
     become data-modifying CTEs of one statement, their parameters renumbered: all see the
     snapshot from before it, so none may read what another writes. On SQLite, one after another."""
-    counted = [bool(_RETURNING.search(statement)) for statement, _ in statements]
+    texts = tuple(statement for statement, _ in statements)
     if dialect() != "postgres":
         return [await _sqlite_count(statement, params, returns) if statement else 0
-                for (statement, params), returns in zip(statements, counted)]
-    parts, everything, selects = [], [], []
-    for index, (statement, params) in enumerate(statements):
-        if not statement:
+                for (statement, params), returns in zip(statements, _returning(texts))]
+    combined, counted = _combined(texts, tuple(len(params) for _, params in statements))
+    if combined is None:
+        return [0] * len(statements)
+    found = await rows(combined, *[value for statement, params in statements if statement for value in params])
+    row = found[0]
+    return [int(row[f"n{index}"]) if returns else 0 for index, returns in enumerate(counted)]
+
+
+@functools.lru_cache(maxsize=256)
+def _returning(texts: tuple[str, ...]) -> tuple[bool, ...]:
+    return tuple(bool(_RETURNING.search(text)) for text in texts)
+
+
+@functools.lru_cache(maxsize=256)
+def _combined(texts: tuple[str, ...], sizes: tuple[int, ...]) -> tuple[str | None, tuple[bool, ...]]:
+    """The one statement of ``together`` for these statements (their parameter counts fixed),
+    built once per shape: the hot path sends a handful of shapes, each thousands of times."""
+    returning = _returning(texts)
+    parts, selects, shift = [], [], 0
+    counted = []
+    for index, (text, size) in enumerate(zip(texts, sizes)):
+        counted.append(bool(text) and returning[index])
+        if not text:
             continue
-        parts.append(f"w{index} AS ({_renumbered(statement, len(everything))})")
-        everything += params
-        if counted[index]:
+        parts.append(f"w{index} AS ({_renumbered(text, shift)})")
+        shift += size
+        if returning[index]:
             selects.append(f"(SELECT count(*) FROM w{index}) AS n{index}")
     if not parts:
-        return [0] * len(statements)
-    found = await rows(f"WITH {', '.join(parts)} SELECT {', '.join(selects) or '1'}", *everything)
-    return [int(found[0].get(f"n{index}", 0)) for index in range(len(statements))]
+        return None, tuple(counted)
+    return f"WITH {', '.join(parts)} SELECT {', '.join(selects) or '1'}", tuple(counted)
 
 
 async def _sqlite_count(statement: str, params: list, returns: bool) -> int:

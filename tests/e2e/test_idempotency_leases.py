@@ -147,3 +147,22 @@ async def test_a_long_handler_keeps_its_lease(till, clock):
     task.cancel()
     after = (await IdempotencyRecord.get(id=claim.id)).locked_until
     assert after - before == timedelta(seconds=50)
+
+
+async def test_a_handler_renews_its_lease_only_once_it_has_run_a_third_of_it(till, clock):
+    vault = till.client.server.app[SERVICES].vault
+    lease = timedelta(seconds=0.06)  # renewed after 0.02 s, then every 0.02 s
+    quick = await idempotency.claim(till.chain_id, "quick-1", "print", clock.now(), vault, lease)
+    first = (await IdempotencyRecord.get(id=quick.id)).locked_until
+    renewing = idempotency.Renewing(quick, clock.now, lease)
+    clock.advance(seconds=5)
+    renewing.cancel()  # ended before a third of its lease: never renewed
+    await asyncio.sleep(0.05)
+    assert (await IdempotencyRecord.get(id=quick.id)).locked_until == first
+
+    slow = await idempotency.claim(till.chain_id, "slow-1", "print", clock.now(), vault, lease)
+    renewing = idempotency.Renewing(slow, clock.now, lease)
+    clock.advance(seconds=5)
+    await asyncio.sleep(0.1)
+    renewing.cancel()
+    assert (await IdempotencyRecord.get(id=slow.id)).locked_until == clock.now() + lease
