@@ -6,6 +6,7 @@ A handler gets a ``Call`` (principal, parsed body and query, services) and retur
 """
 from __future__ import annotations
 
+import asyncio
 import inspect
 import re
 from dataclasses import dataclass, field
@@ -147,6 +148,7 @@ class Operation:
     response: type[BaseModel] | None = None
     status: int = 200
     idempotent: bool | str = False  # True: key required; "optional": honoured when sent
+    reads: bool = False  # changes nothing (a till's read: its nonce is recorded while it runs)
     errors: tuple[str, ...] = ()
     description: str = ""
 
@@ -178,6 +180,8 @@ def _endpoint(operation: Operation):
 async def dispatch(operation: Operation, request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     raw = await request.read()
+    if operation.reads and operation.auth == "terminal":
+        return await _read_beside_nonce(operation, request, raw, services)
     principal = await authenticate(operation, request, raw, services)
     key = _idempotency_key(operation, request)
     call = Call(request, services, principal, parse_body(operation, raw), parse_query(operation, request))
@@ -210,6 +214,20 @@ async def dispatch(operation: Operation, request: web.Request) -> web.StreamResp
         raise
     finally:
         renewing.cancel()
+
+
+async def _read_beside_nonce(operation: Operation, request: web.Request, raw: bytes,
+                             services: Services) -> web.StreamResponse:
+    """A till's read (a scan, a preview): its nonce is recorded in Redis while the read runs, not
+    before it, so that the till waits for one round trip instead of two. Nothing is written, and
+    the nonce's verdict comes first: a replayed request is refused whatever the read found."""
+    principal, first_use = await auth.terminal_signed(request, raw, services)
+    nonce = asyncio.ensure_future(first_use)
+    try:
+        call = Call(request, services, principal, parse_body(operation, raw), parse_query(operation, request))
+        return render(await _run(operation, call))
+    finally:
+        await nonce
 
 
 async def _finish(claimed: idempotency.Claim, status: int, text: str, services: Services) -> None:

@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from typing import Any, Coroutine
 
 from aiohttp import web
 
@@ -103,6 +104,17 @@ def signature(secret: str, method: str, path_with_query: str, timestamp: str, no
 
 
 async def terminal(request: web.Request, body: bytes, services: Services) -> Principal:
+    """A signed request of an active terminal, its nonce used for the first time."""
+    principal, first_use = await terminal_signed(request, body, services)
+    await first_use
+    return principal
+
+
+async def terminal_signed(request: web.Request, body: bytes, services: Services
+                          ) -> tuple[Principal, Coroutine[Any, Any, None]]:
+    """The terminal whose signature the request carries, and the check of its nonce still to
+    await (a Redis command), for a caller that reads meanwhile: it raises ``ReplayedRequest``
+    when the nonce was used before. Everything but the nonce is checked here."""
     terminal_id = request.headers.get("X-Terminal-Id", "")
     timestamp = request.headers.get("X-Timestamp", "")
     nonce = request.headers.get("X-Nonce", "")
@@ -125,10 +137,14 @@ async def terminal(request: web.Request, body: bytes, services: Services) -> Pri
     expected = signature(row.secret, request.method, request.raw_path, timestamp, nonce, body)
     if not hmac.compare_digest(expected, given.lower()):
         raise InvalidSignature("X-Signature does not match this request")
+    principal = Principal(chain_id=row.chain_id, kind="terminal", actor=f"terminal:{row.terminal_id}",
+                          store_id=row.store_id, terminal_id=row.id)
+    return principal, _nonce_unused(services, row, nonce)
+
+
+async def _nonce_unused(services: Services, row: TerminalKey, nonce: str) -> None:
     if not await _first_use(services, row.chain_id, row.id, nonce):
         raise ReplayedRequest("This X-Nonce was used already")
-    return Principal(chain_id=row.chain_id, kind="terminal", actor=f"terminal:{row.terminal_id}",
-                     store_id=row.store_id, terminal_id=row.id)
 
 
 async def member(request: web.Request, services: Services) -> Principal:

@@ -34,7 +34,7 @@ async def register_member(call: Call):
 
 
 @API.route("POST", "/v1/pos/scan", auth="terminal", summary="Identify what the scanner read", tag="pos",
-           body=Scan, response=ScanOut, errors=SIGNED + ("code_not_found", "code_expired", "coupon_not_found"),
+           body=Scan, response=ScanOut, reads=True, errors=SIGNED + ("code_not_found", "code_expired", "coupon_not_found"),
            description="A dynamic member code (18 digits), an 11-digit phone, a member card number or a coupon "
                        "code (CPN and 16 characters). Answers the member with the coupons they can use now (at most "
                        "20, soonest to expire first); for a coupon code, kind coupon and that coupon too.")
@@ -44,7 +44,7 @@ async def scan(call: Call):
 
 
 @API.route("POST", "/v1/pos/checkout/preview", auth="terminal", summary="Price an order without committing it",
-           tag="pos", body=PreviewIn, response=PreviewOut,
+           tag="pos", body=PreviewIn, response=PreviewOut, reads=True,
            errors=SIGNED + tuple(r for r in REFUSALS if r != "insufficient_stored_value")
            + ("code_not_found", "code_expired", "member_not_found"),
            description="The same figures POST /v1/pos/orders would commit; refuses what it would refuse. "

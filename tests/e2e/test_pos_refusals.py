@@ -173,6 +173,14 @@ async def test_terminal_signature_codes(till, clock):
     first = await till.pos("POST", path, body, nonce=nonce)
     assert first.status == 404  # signed fine; the phone just isn't a member
     await problem(await till.pos("POST", path, body, nonce=nonce), 401, "replayed_request")
+    # a scan and a preview record their nonce while they read: sent again, each is refused all the same
+    member = await till.new_member("13900000019")
+    for read, sent in (("/v1/pos/scan", {"code": "13900000019"}),
+                       ("/v1/pos/checkout/preview", {k: v for k, v in order(
+                           "P1", [line("LATTE", "coffee", 1800)], member_id=member["id"], at=AT).items()
+                           if k != "payments"})):
+        assert (await till.pos("POST", read, sent, nonce="r" * 16 + read[-4:])).status == 200
+        await problem(await till.pos("POST", read, sent, nonce="r" * 16 + read[-4:]), 401, "replayed_request")
     await problem(await till.client.post(path, json=body), 401, "unauthorized")
     await problem(await till.pos("POST", path, body, nonce="short"), 401, "unauthorized")
     # the signature covers the body: the same headers with another body fail
