@@ -90,8 +90,10 @@ def cmd_serve(settings: Settings, args, with_worker: bool = False) -> int:
     if workers > 1:
         return processes.supervise(["serve", "--workers", "1", "--reuse-port", "--host", args.host,
                                     "--port", str(args.port)], workers)
-    web.run_app(create_app(settings, with_worker=with_worker), host=args.host, port=args.port, print=None,
-                access_log=None, reuse_port=getattr(args, "reuse_port", False) or None)
+    app = create_app(settings, with_worker=with_worker)
+    app.on_startup.append(processes.settle_heap)  # after the database and Redis are connected
+    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None,
+                reuse_port=getattr(args, "reuse_port", False) or None)
     return 0
 
 

@@ -9,6 +9,7 @@ database pool and caches), so nothing is shared but PostgreSQL and Redis.
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import signal
 import subprocess
@@ -44,6 +45,16 @@ def _child_setup(parent: int):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPS)
 
     return arrange
+
+
+async def settle_heap(_app=None) -> None:
+    """Once a serving process has loaded and connected everything: what lives now (modules,
+    routes, schemas, pools; about 117,000 objects) lives as long as the process, so it is moved
+    out of the garbage collector's reach (``gc.freeze``). A full collection of that heap took
+    70 ms on the bench machine, a pause that every request in flight waited for (the till's p99);
+    afterwards collections look only at what requests create."""
+    gc.collect()
+    gc.freeze()
 
 
 def default_count() -> int:
