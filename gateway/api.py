@@ -22,7 +22,7 @@ from loyalty_core import chains, channels
 from loyalty_core.errors import (InvalidJson, JoinRequired, LoyaltyError, NotFound, RequestInProgress,
                                  ValidationFailed, field_errors)
 from loyalty_core.program import Program
-from loyalty_core.unit import Seal
+from loyalty_core.unit import Opening, Seal
 
 from . import auth, idempotency
 from .problems import from_error
@@ -48,6 +48,7 @@ class Call:
     body: Any
     query: Any
     claim: idempotency.Claim | None = None  # the Idempotency-Key claim this call runs under, if any
+    claiming: idempotency.Claiming | None = None  # or the claim its first read sends (claims_with_read)
     sealed: tuple[Any, web.StreamResponse] | None = None  # a result and its answer, written in the core's transaction
     answered_sealed: bool = False  # the handler answered what the core stored (nothing left to store)
 
@@ -60,17 +61,24 @@ class Call:
         ``shape(result)`` as the Idempotency-Key's answer (with its own last statement where it
         can), so that the change and its answer commit together. A claim whose lease was taken
         over meanwhile stores nothing, and the whole action rolls back (409 ``request_in_progress``)."""
-        if self.claim is None:
+        if self.claim is None and self.claiming is None:
             return None
-        claim, vault = self.claim, self.services.vault
+        vault = self.services.vault
 
         async def write(result: Any) -> tuple[str, list]:
+            claim = self.claim or (self.claiming.claim if self.claiming else None)
+            if claim is None:
+                raise RuntimeError("a claims_with_read handler sealed a result before its first read claimed the key")
             response = render(await _shaped(shape, result))
             self.sealed = (result, response)
             return idempotency.finishing(claim, response.status, response.text or "", vault)
 
         return Seal(write, lambda: RequestInProgress("This request's Idempotency-Key was taken over by a retry; "
                                                      "send it again to get its answer"))
+
+    def opening(self) -> Opening | None:
+        """What a ``claims_with_read`` handler hands its first read: the key's claim."""
+        return self.claiming.opening() if self.claiming is not None else None
 
     async def answer(self, shape: Callable[[Any], Reply | Awaitable[Reply]], result: Any):
         """What the handler returns: the answer stored with ``result``, or ``shape(result)`` when
@@ -149,6 +157,7 @@ class Operation:
     status: int = 200
     idempotent: bool | str = False  # True: key required; "optional": honoured when sent
     reads: bool = False  # changes nothing (a till's read: its nonce is recorded while it runs)
+    claims_with_read: bool = False  # its Idempotency-Key is claimed by its first read (Call.opening)
     errors: tuple[str, ...] = ()
     description: str = ""
 
@@ -189,31 +198,69 @@ async def dispatch(operation: Operation, request: web.Request) -> web.StreamResp
         return render(await _run(operation, call))
     assert principal is not None
     lease = timedelta(seconds=services.settings.idempotency_lease_seconds)
-    claimed = await idempotency.claim(principal.chain_id, key,
-                                      idempotency.fingerprint(request.method, request.raw_path, raw),
-                                      services.clock.now(), services.vault, lease)
+    print_ = idempotency.fingerprint(request.method, request.raw_path, raw)
+    if operation.claims_with_read:
+        claiming = idempotency.Claiming(principal.chain_id, key, print_, services.clock.now(), lease)
+        call.claiming = claiming
+        try:
+            outcome = await _outcome(operation, call)
+        except idempotency.KeyTaken:  # stopped at its first read, having changed nothing
+            call = Call(request, services, principal, call.body, call.query)
+        else:
+            if claiming.claim is not None:
+                return await _settled(call, claiming.claim, outcome, services)
+            # it ended before its first read (a refusal, a resend answered by its first result):
+            # claimed now, to store that answer, unless the key's first request answers instead
+            claimed = await idempotency.claim(principal.chain_id, key, print_, services.clock.now(), services.vault,
+                                              lease)
+            if isinstance(claimed, idempotency.Replay):
+                return _replayed(claimed)
+            return await _settled(call, claimed, outcome, services)
+    claimed = await idempotency.claim(principal.chain_id, key, print_, services.clock.now(), services.vault, lease)
     if isinstance(claimed, idempotency.Replay):
-        content_type = "application/problem+json" if claimed.status >= 400 else JSON
-        return web.Response(status=claimed.status, text=claimed.body, content_type=content_type,
-                            headers={"Idempotent-Replayed": "true"})
+        return _replayed(claimed)
     call.claim = claimed
     renewing = idempotency.Renewing(claimed, services.clock.now, lease)
     try:
-        response = render(await _run(operation, call))
-        if not call.answered_sealed:  # a handler of many transactions (a job, a batch): stored after them
-            await _finish(claimed, response.status, response.text or "", services)
-        return response
-    except LoyaltyError as error:
-        if idempotency.storable(error.status, error.code):
-            await _finish(claimed, error.status, from_error(error).text or "", services)
-        else:
-            await idempotency.release(claimed)
-        raise
-    except BaseException:
-        await idempotency.release(claimed)
-        raise
+        outcome = await _outcome(operation, call)
     finally:
         renewing.cancel()
+    return await _settled(call, claimed, outcome, services)
+
+
+def _replayed(stored: idempotency.Replay) -> web.StreamResponse:
+    content_type = "application/problem+json" if stored.status >= 400 else JSON
+    return web.Response(status=stored.status, text=stored.body, content_type=content_type,
+                        headers={"Idempotent-Replayed": "true"})
+
+
+async def _outcome(operation: Operation, call: Call) -> web.StreamResponse | LoyaltyError:
+    """The handler's answer, or the refusal it raised; on anything else its claim is released."""
+    try:
+        return render(await _run(operation, call))
+    except LoyaltyError as error:
+        return error
+    except idempotency.KeyTaken:
+        raise
+    except BaseException:
+        if (claim := call.claim or (call.claiming.claim if call.claiming else None)) is not None:
+            await idempotency.release(claim)
+        raise
+
+
+async def _settled(call: Call, claimed: idempotency.Claim, outcome: web.StreamResponse | LoyaltyError,
+                   services: Services) -> web.StreamResponse:
+    """The outcome stored under the key (2xx and business refusals; a claim whose answer is not
+    kept is released), then answered or raised."""
+    if isinstance(outcome, LoyaltyError):
+        if idempotency.storable(outcome.status, outcome.code):
+            await _finish(claimed, outcome.status, from_error(outcome).text or "", services)
+        else:
+            await idempotency.release(claimed)
+        raise outcome
+    if not call.answered_sealed:  # a handler of many transactions (a job, a batch): stored after them
+        await _finish(claimed, outcome.status, outcome.text or "", services)
+    return outcome
 
 
 async def _read_beside_nonce(operation: Operation, request: web.Request, raw: bytes,

@@ -17,13 +17,14 @@ import asyncio
 import hashlib
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import orjson
 
 from loyalty_core import sql
 from loyalty_core.crypto import Vault
+from loyalty_core.unit import Opening
 from loyalty_core.errors import (BadRequest, IdempotencyKeyRequired, IdempotencyKeyReused,
                                  RequestInProgress)
 
@@ -43,6 +44,36 @@ class Claim:
     id: int
     token: str
     chain_id: int  # every statement on the record names its chain too (docs/scaling.md)
+
+
+class KeyTaken(Exception):
+    """The claim sent with a handler's first read found the key claimed already: the handler
+    stops there (it has changed nothing) and the request is answered as ``claim`` says."""
+
+
+@dataclass
+class Claiming:
+    """A claim sent with the handler's first read (``Operation.claims_with_read``: a sale, a
+    top-up) instead of a round trip of its own before it: ``opening`` is the claim's insert, and
+    ``claim`` is set once it took. The handler's one transaction ends long before the lease, so
+    the lease is not renewed."""
+
+    chain_id: int
+    key: str
+    print_: str
+    now: datetime
+    lease: timedelta
+    token: str = field(default_factory=lambda: secrets.token_hex(16))
+    claim: Claim | None = None
+
+    def opening(self) -> Opening:
+        return Opening(CLAIM, [self.chain_id, self.key, self.print_, self.token, self.now + self.lease, self.now],
+                       self._opened)
+
+    def _opened(self, claim_id) -> None:
+        if claim_id is None:
+            raise KeyTaken(self.key)
+        self.claim = Claim(int(claim_id), self.token, self.chain_id)
 
 
 def read_key(header: str | None) -> str:

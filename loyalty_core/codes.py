@@ -14,6 +14,7 @@ issued again months later are a different code, not a false ``code_used``.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -27,6 +28,7 @@ from .bounds import is_phone
 from .crypto import Vault
 from .errors import CodeExpired, CodeNotFound, MemberFrozen, MemberNotFound
 from .models import Member
+from .unit import Opening
 
 VALID = timedelta(seconds=120)
 REFRESH_AFTER = timedelta(seconds=60)
@@ -102,17 +104,19 @@ MEMBER_BY_CARD = ("SELECT members.*{columns} FROM identities JOIN members ON mem
                   "AND members.chain_id = $1")
 
 
-async def find_member(cache: Cache, vault: Vault, chain_id: int, code: str, at: datetime) -> tuple[Member, str | None]:
+async def find_member(cache: Cache, vault: Vault, chain_id: int, code: str, at: datetime,
+                      opening: Opening | None = None) -> tuple[Member, str | None]:
     """Whatever the scanner read: a dynamic code, an 11-digit phone or a card number (one
     indexed look-up each). Returns the member and the dynamic code's single-use key (None for
     static codes)."""
-    row, dynamic = await find_member_row(cache, vault, chain_id, code, at)
+    row, dynamic = await find_member_row(cache, vault, chain_id, code, at, opening=opening)
     return Member._init_from_db(**row), dynamic
 
 
 async def find_member_row(cache: Cache, vault: Vault, chain_id: int, code: str, at: datetime, columns: str = "",
-                          params: tuple = ()) -> tuple[dict, str | None]:
-    """``find_member``'s row, with ``columns`` (and their ``params``) read in the same statement."""
+                          params: tuple = (), opening: Opening | None = None) -> tuple[dict, str | None]:
+    """``find_member``'s row, with ``columns`` (and their ``params``) read in the same statement,
+    and the caller's ``opening`` sent with it."""
     code = code.strip()
     dynamic = None
     if looks_dynamic(code):
@@ -122,12 +126,32 @@ async def find_member_row(cache: Cache, vault: Vault, chain_id: int, code: str, 
         query, key = MEMBER_BY_PHONE, (chain_id, vault.lookup_hash(chain_id, code))
     else:
         query, key = MEMBER_BY_CARD, (chain_id, code)
-    found = await sql.rows(query.format(columns=columns), *key, *params)
+    found = await read_opening(query.format(columns=columns), [*key, *params], opening)
     if found and found[0]["merged_into"] is not None:  # a merged record answers for the member it went to
         found = await sql.rows(MEMBER_BY_ID.format(columns=columns), found[0]["merged_into"], chain_id, *params)
     if not found or found[0]["erased_at"] is not None:
         raise CodeNotFound("No member with this code")
     return found[0], dynamic
+
+
+async def read_opening(query: str, params: list, opening: Opening | None) -> list[dict]:
+    """``query``'s rows, with the caller's ``opening`` sent in the same statement (PostgreSQL; on
+    SQLite just before) and its returned id handed to it, found or not."""
+    if opening is None:
+        return await sql.rows(query, *params)
+    if sql.dialect() != "postgres":
+        await opening.alone()
+        return await sql.rows(query, *params)
+    found = await sql.rows(_opened(query, opening.statement, len(params)), *params, *opening.params)
+    opening.opened(found[0].pop("opening_id"))
+    return found if found[0]["id"] is not None else []
+
+
+@functools.lru_cache(maxsize=64)
+def _opened(query: str, statement: str, shift: int) -> str:
+    """One row whatever ``query`` finds (its columns NULL when nothing), with the opening's id."""
+    return (f"WITH opening AS ({sql.renumbered(statement, shift)}) SELECT (SELECT id FROM opening) AS opening_id, "
+            f"found.* FROM (SELECT 1) AS one LEFT JOIN ({query}) AS found ON true")
 
 
 async def member_with_phone(chain_id: int, phone: str, vault) -> Member | None:
@@ -138,9 +162,10 @@ async def member_with_phone(chain_id: int, phone: str, vault) -> Member | None:
     return found
 
 
-async def member_by_id(chain_id: int, member_id: int) -> Member:
-    """The member with this id, or the one a merge moved it into."""
-    member = await sql.one(Member, MEMBER_BY_ID.format(columns=""), member_id, chain_id)
+async def member_by_id(chain_id: int, member_id: int, opening: Opening | None = None) -> Member:
+    """The member with this id, or the one a merge moved it into (``opening`` sent with the read)."""
+    found = await read_opening(MEMBER_BY_ID.format(columns=""), [member_id, chain_id], opening)
+    member = Member._init_from_db(**found[0]) if found else None
     if member is not None and member.merged_into is not None:
         member = await sql.one(Member, MEMBER_BY_ID.format(columns=""), member.merged_into, chain_id)
     if member is None or member.erased_at is not None:

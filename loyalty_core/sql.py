@@ -143,7 +143,7 @@ def _combined(texts: tuple[str, ...], sizes: tuple[int, ...]) -> tuple[str | Non
         counted.append(bool(text) and returning[index])
         if not text:
             continue
-        parts.append(f"w{index} AS ({_renumbered(text, shift)})")
+        parts.append(f"w{index} AS ({renumbered(text, shift)})")
         shift += size
         if returning[index]:
             selects.append(f"(SELECT count(*) FROM w{index}) AS n{index}")
@@ -159,5 +159,6 @@ async def _sqlite_count(statement: str, params: list, returns: bool) -> int:
     return 0
 
 
-def _renumbered(statement: str, shift: int) -> str:
+def renumbered(statement: str, shift: int) -> str:
+    """``statement`` with its placeholders moved up by ``shift`` (``$1`` becomes ``$<shift+1>``)."""
     return _PLACEHOLDER.sub(lambda m: f"${int(m.group(1)) + shift}", statement)

@@ -20,6 +20,7 @@ from loyalty_core.errors import LoyaltyError, MemberNotFound, ValidationFailed, 
 from loyalty_core.models import Member
 from loyalty_core.orders import OrderInput, Payment, check_sale_time
 from loyalty_core.rules.pricing import Line
+from loyalty_core.unit import Opening
 
 from .schemas import OrderIn, PreviewIn
 
@@ -29,25 +30,28 @@ def source(store_id: int) -> str:
 
 
 async def member_named(member_code: str | None, member_id: int | None, chain_id: int, cache: codes.Cache,
-                       vault: Vault, at: datetime) -> tuple[Member | None, str | None]:
+                       vault: Vault, at: datetime, opening: Opening | None = None) -> tuple[Member | None, str | None]:
     """The member a till's body names, by what the scanner read (checked at ``at``) or by id, with a
-    dynamic code's single-use key; nobody (a guest) when it names none."""
+    dynamic code's single-use key; nobody (a guest) when it names none. ``opening`` (the gateway's
+    Idempotency-Key claim) goes with the look-up, or alone for a guest."""
     if member_code:
-        return await codes.find_member(cache, vault, chain_id, member_code, at)
+        return await codes.find_member(cache, vault, chain_id, member_code, at, opening=opening)
     if member_id:
-        member = await codes.member_by_id(chain_id, member_id)
+        member = await codes.member_by_id(chain_id, member_id, opening=opening)
         if member.unclaimed:  # a marketplace buyer's holder is nobody at the till
             raise MemberNotFound(f"No member {member_id}")
         return member, None
+    if opening is not None:
+        await opening.alone()
     return None, None
 
 
 async def to_core(body: PreviewIn, store_id: int, chain_id: int, cache: codes.Cache, vault: Vault,
-                  now: datetime, offline: bool = False) -> OrderInput:
+                  now: datetime, offline: bool = False, opening: Opening | None = None) -> OrderInput:
     occurred_at = body.occurred_at or now
     check_sale_time(occurred_at, now)
     member, dynamic = await member_named(body.member_code, body.member_id, chain_id, cache, vault,
-                                         occurred_at if offline else now)
+                                         occurred_at if offline else now, opening)
     return OrderInput(
         source=source(store_id), txn_id=body.txn_id or "preview", occurred_at=occurred_at, store_id=store_id,
         lines=[Line(sku=l.sku, category=l.category, qty=l.qty, unit_price=l.unit_price, amount=l.amount)

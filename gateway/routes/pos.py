@@ -61,14 +61,14 @@ async def preview(call: Call):
 
 
 @API.route("POST", "/v1/pos/orders", auth="terminal", summary="Commit a sale", tag="pos", body=OrderIn,
-           response=OrderOut, status=201, idempotent=True,
+           response=OrderOut, status=201, idempotent=True, claims_with_read=True,
            errors=SIGNED + REFUSALS + ("amount_mismatch", "code_used", "code_not_found", "code_expired",
                                        "member_not_found"),
            description="All or nothing. The same (store, txn_id) again answers 200 with the first result and "
                        "duplicate: true. A dynamic member code commits one order only (409 code_used).")
 async def place_order(call: Call):
     program, store_id = await call.program(), call.principal.store_id
-    placed = await _place(call, call.body, store_id, program, seal=call.seal(_placed))
+    placed = await _place(call, call.body, store_id, program, seal=call.seal(_placed), opening=call.opening())
     return await call.answer(_placed, placed)
 
 
@@ -77,11 +77,11 @@ def _placed(placed: orders.Placed) -> Reply:
 
 
 async def _place(call: Call, body: OrderIn, store_id: int, program, offline: bool = False,
-                 seal=None) -> orders.Placed:
+                 seal=None, opening=None) -> orders.Placed:
     now = call.services.clock.now()
     try:
         order = await pos_orders.to_core(body, store_id, call.chain_id, call.services.cache, call.services.vault,
-                                         now, offline=offline)
+                                         now, offline=offline, opening=opening)
     except LoyaltyError:
         # A resend is a duplicate whatever its member code has become since (expired, forgotten).
         if (first := await orders.placed_before(call.chain_id, pos_orders.source(store_id), body.txn_id)) is not None:
@@ -134,7 +134,7 @@ async def refund(call: Call):
 
 
 @API.route("POST", "/v1/pos/stored-value/topups", auth="terminal", summary="Top up a member's stored value",
-           tag="pos", body=TopupIn, response=TopupOut, status=201, idempotent=True,
+           tag="pos", body=TopupIn, response=TopupOut, status=201, idempotent=True, claims_with_read=True,
            errors=SIGNED + ("member_frozen", "member_not_found", "code_not_found", "code_expired", "validation_error"),
            description="Credits the amount as principal and the bonus of the highest topup_bonuses rule whose min it "
                        "reaches, in separate accounts (payments spend principal first). Once per (store, topup_id): the "
@@ -143,7 +143,7 @@ async def refund(call: Call):
 async def top_up(call: Call):
     body, now = call.body, call.services.clock.now()
     member, _ = await pos_orders.member_named(body.member_code, body.member_id, call.chain_id, call.services.cache,
-                                              call.services.vault, now)
+                                              call.services.vault, now, call.opening())
     placed = await stored_value.top_up(call.chain_id, stored_value.TopupInput(
         store_id=call.principal.store_id, topup_id=body.topup_id, member=member, amount=body.amount,
         payment_method=body.payment_method), await call.program(), now, seal=call.seal(_placed))
