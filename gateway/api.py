@@ -53,6 +53,11 @@ class Call:
     answered_sealed: bool = False  # the handler answered what the core stored (nothing left to store)
 
     @property
+    def held_claim(self) -> idempotency.Claim | None:
+        """The claim this call runs under: taken before it, or by its first read."""
+        return self.claim or (self.claiming.claim if self.claiming is not None else None)
+
+    @property
     def claim_id(self) -> int | None:
         return self.claim.id if self.claim else None
 
@@ -66,7 +71,7 @@ class Call:
         vault = self.services.vault
 
         async def write(result: Any) -> tuple[str, list]:
-            claim = self.claim or (self.claiming.claim if self.claiming else None)
+            claim = self.held_claim
             if claim is None:
                 raise RuntimeError("a claims_with_read handler sealed a result before its first read claimed the key")
             response = render(await _shaped(shape, result))
@@ -199,24 +204,30 @@ async def dispatch(operation: Operation, request: web.Request) -> web.StreamResp
     assert principal is not None
     lease = timedelta(seconds=services.settings.idempotency_lease_seconds)
     print_ = idempotency.fingerprint(request.method, request.raw_path, raw)
+
+    async def claim_now() -> idempotency.Claim | idempotency.Replay:
+        return await idempotency.claim(principal.chain_id, key, print_, services.clock.now(), services.vault, lease)
+
     if operation.claims_with_read:
-        claiming = idempotency.Claiming(principal.chain_id, key, print_, services.clock.now(), lease)
+        claiming = idempotency.Claiming(principal.chain_id, key, print_, services.clock.now(), lease,
+                                        services.clock.now)
         call.claiming = claiming
         try:
             outcome = await _outcome(operation, call)
         except idempotency.KeyTaken:  # stopped at its first read, having changed nothing
-            call = Call(request, services, principal, call.body, call.query)
-        else:
+            outcome, call = None, Call(request, services, principal, call.body, call.query)
+        finally:
+            claiming.stop_renewing()
+        if outcome is not None:
             if claiming.claim is not None:
                 return await _settled(call, claiming.claim, outcome, services)
             # it ended before its first read (a refusal, a resend answered by its first result):
             # claimed now, to store that answer, unless the key's first request answers instead
-            claimed = await idempotency.claim(principal.chain_id, key, print_, services.clock.now(), services.vault,
-                                              lease)
+            claimed = await claim_now()
             if isinstance(claimed, idempotency.Replay):
                 return _replayed(claimed)
             return await _settled(call, claimed, outcome, services)
-    claimed = await idempotency.claim(principal.chain_id, key, print_, services.clock.now(), services.vault, lease)
+    claimed = await claim_now()
     if isinstance(claimed, idempotency.Replay):
         return _replayed(claimed)
     call.claim = claimed
@@ -243,7 +254,7 @@ async def _outcome(operation: Operation, call: Call) -> web.StreamResponse | Loy
     except idempotency.KeyTaken:
         raise
     except BaseException:
-        if (claim := call.claim or (call.claiming.claim if call.claiming else None)) is not None:
+        if (claim := call.held_claim) is not None:
             await idempotency.release(claim)
         raise
 
@@ -251,15 +262,20 @@ async def _outcome(operation: Operation, call: Call) -> web.StreamResponse | Loy
 async def _settled(call: Call, claimed: idempotency.Claim, outcome: web.StreamResponse | LoyaltyError,
                    services: Services) -> web.StreamResponse:
     """The outcome stored under the key (2xx and business refusals; a claim whose answer is not
-    kept is released), then answered or raised."""
-    if isinstance(outcome, LoyaltyError):
-        if idempotency.storable(outcome.status, outcome.code):
+    kept, or could not be stored, is released), then answered or raised."""
+    refused = isinstance(outcome, LoyaltyError)
+    try:
+        if refused and idempotency.storable(outcome.status, outcome.code):
             await _finish(claimed, outcome.status, from_error(outcome).text or "", services)
-        else:
+        elif refused:
             await idempotency.release(claimed)
+        elif not call.answered_sealed:  # a handler of many transactions (a job, a batch): stored after them
+            await _finish(claimed, outcome.status, outcome.text or "", services)
+    except BaseException:
+        await idempotency.release(claimed)
+        raise
+    if refused:
         raise outcome
-    if not call.answered_sealed:  # a handler of many transactions (a job, a batch): stored after them
-        await _finish(claimed, outcome.status, outcome.text or "", services)
     return outcome
 
 
@@ -272,9 +288,15 @@ async def _read_beside_nonce(operation: Operation, request: web.Request, raw: by
     nonce = asyncio.ensure_future(first_use)
     try:
         call = Call(request, services, principal, parse_body(operation, raw), parse_query(operation, request))
-        return render(await _run(operation, call))
-    finally:
-        await nonce
+        response = render(await _run(operation, call))
+    except Exception:
+        await nonce  # a replay (or Redis down) is the answer, whatever the read raised
+        raise
+    except BaseException:  # cancelled: nothing is answered
+        nonce.cancel()
+        raise
+    await nonce
+    return response
 
 
 async def _finish(claimed: idempotency.Claim, status: int, text: str, services: Services) -> None:

@@ -19,6 +19,7 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Callable
 
 import orjson
 
@@ -55,16 +56,18 @@ class KeyTaken(Exception):
 class Claiming:
     """A claim sent with the handler's first read (``Operation.claims_with_read``: a sale, a
     top-up) instead of a round trip of its own before it: ``opening`` is the claim's insert, and
-    ``claim`` is set once it took. The handler's one transaction ends long before the lease, so
-    the lease is not renewed."""
+    ``claim`` is set once it took; from then on its lease is renewed as any claim's (a sale held
+    up behind a lock keeps its key) until ``stop_renewing``."""
 
     chain_id: int
     key: str
     print_: str
     now: datetime
     lease: timedelta
+    clock: Callable[[], datetime]
     token: str = field(default_factory=lambda: secrets.token_hex(16))
     claim: Claim | None = None
+    renewing: "Renewing | None" = None
 
     def opening(self) -> Opening:
         return Opening(CLAIM, [self.chain_id, self.key, self.print_, self.token, self.now + self.lease, self.now],
@@ -74,6 +77,11 @@ class Claiming:
         if claim_id is None:
             raise KeyTaken(self.key)
         self.claim = Claim(int(claim_id), self.token, self.chain_id)
+        self.renewing = Renewing(self.claim, self.clock, self.lease)
+
+    def stop_renewing(self) -> None:
+        if self.renewing is not None:
+            self.renewing.cancel()
 
 
 def read_key(header: str | None) -> str:

@@ -18,7 +18,11 @@ _COUNTED: dict[tuple[str, str, int], object] = {}
 _TIMED: dict[tuple[str, str], object] = {}
 
 
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def _observe(method: str, route: str, status: int, seconds: float) -> None:
+    method = method if method in METHODS else "other"  # any token is a method to aiohttp: keep the labels few
     counted = _COUNTED.get((method, route, status))
     if counted is None:
         counted = _COUNTED.setdefault((method, route, status), REQUESTS.labels(method, route, str(status)))

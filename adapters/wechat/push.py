@@ -30,6 +30,7 @@ the member-card event pushes (user_get_card: CardId, UserCardCode, FromUserName,
 from __future__ import annotations
 
 import hmac
+import re
 from datetime import datetime
 from typing import Mapping
 
@@ -104,10 +105,13 @@ def _listed(section) -> list[dict]:
     return [entry for entry in entries if isinstance(entry, dict)]
 
 
+WHOLE = re.compile(r"-?[0-9]{1,12}")
+
+
 def _change(pushed, name: str) -> int:
     """A figure's change in an ``update_member_card`` push (absent: 0); not a whole number: 400."""
     value = str(_raw(pushed).get(name) or "0").strip()
-    if not value.lstrip("-").isascii() or not value.lstrip("-").isdigit():
+    if not WHOLE.fullmatch(value):
         raise BadRequest(f"{name} is not a whole number")
     return int(value)
 

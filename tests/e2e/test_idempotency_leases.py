@@ -166,3 +166,18 @@ async def test_a_handler_renews_its_lease_only_once_it_has_run_a_third_of_it(til
     await asyncio.sleep(0.1)
     renewing.cancel()
     assert (await IdempotencyRecord.get(id=slow.id)).locked_until == clock.now() + lease
+
+
+async def test_a_claim_taken_by_a_sales_first_read_keeps_its_lease_while_the_sale_runs(till, clock):
+    lease = timedelta(seconds=0.06)
+    claiming = idempotency.Claiming(till.chain_id, "sale-long", "print", clock.now(), lease, clock.now)
+    await claiming.opening().alone()  # what a guest's sale sends; a member's sends it with the look-up
+    assert claiming.claim is not None
+    clock.advance(seconds=5)
+    await asyncio.sleep(0.1)
+    claiming.stop_renewing()
+    assert (await IdempotencyRecord.get(id=claiming.claim.id)).locked_until == clock.now() + lease
+    again = idempotency.Claiming(till.chain_id, "sale-long", "print", clock.now(), lease, clock.now)
+    with pytest.raises(idempotency.KeyTaken):  # a twin's first read finds the key claimed
+        await again.opening().alone()
+    assert again.renewing is None

@@ -126,8 +126,9 @@ async def test_a_card_changed_outside_the_gateway_is_written_with_the_members_to
     assert (await MemberCard.get(chain_id=kit.chain_id, code="300400999")).member_id == member["id"]
 
     # a figure that is not a whole number: 400, nothing written
-    await problem(await push(shop, card_event("update_member_card", "o_changed", CARD, "300400500",
-                                              ModifyBonus="ten")), 400, "bad_request")
+    for bad in ("ten", "--5", "9" * 5000):
+        await problem(await push(shop, card_event("update_member_card", "o_changed", CARD, "300400500",
+                                                  ModifyBonus=bad)), 400, "bad_request")
     await worker.run_once()
     assert fake.card_updates[-1]["code"] == "300400999"
 
