@@ -11,6 +11,7 @@ from gateway import cli, processes
 def test_serve_settles_the_heap_after_connecting(monkeypatch):
     started = []
     monkeypatch.setattr(cli.web, "run_app", lambda app, **options: started.append(app))
+    monkeypatch.setattr(cli, "use_uvloop", lambda: None)  # the event loop policy is the whole test run's
     monkeypatch.setenv("LOYALTY_SECRET", "s" * 32)
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.delenv("REDIS_URL", raising=False)
