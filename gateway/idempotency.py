@@ -159,13 +159,14 @@ async def release(claim: Claim) -> None:
     await sql.rows(RELEASE, claim.chain_id, claim.id, claim.token)
 
 
-async def keep_alive(claim: Claim, now, lease: timedelta = LEASE, every: float | None = None) -> None:
-    """Renew the lease (every third of it) while a long handler (an offline batch, a job) runs;
-    cancelled when it ends."""
-    while True:
-        await asyncio.sleep(every if every is not None else lease.total_seconds() / 3)
-        if not await sql.rows(RENEW, claim.chain_id, claim.id, claim.token, now() + lease):
-            return
+async def keep_alive(claim: Claim, now, lease: timedelta = LEASE, every: float | None = None,
+                     first: float | None = None) -> None:
+    """Renew the lease (every third of it; the first time after ``first`` seconds, by default
+    the same) while a long handler (an offline batch, a job) runs; cancelled when it ends."""
+    every = every if every is not None else lease.total_seconds() / 3
+    await asyncio.sleep(first if first is not None else every)
+    while await sql.rows(RENEW, claim.chain_id, claim.id, claim.token, now() + lease):
+        await asyncio.sleep(every)
 
 
 class Renewing:
@@ -174,22 +175,15 @@ class Renewing:
 
     def __init__(self, claim: Claim, now, lease: timedelta = LEASE) -> None:
         self._task: asyncio.Task | None = None
-        every = lease.total_seconds() / 3
-        self._timer = asyncio.get_running_loop().call_later(every, self._start, claim, now, lease)
+        self._timer = asyncio.get_running_loop().call_later(lease.total_seconds() / 3, self._start, claim, now, lease)
 
     def _start(self, claim: Claim, now, lease: timedelta) -> None:
-        self._task = asyncio.ensure_future(_renew_now(claim, now, lease))
+        self._task = asyncio.ensure_future(keep_alive(claim, now, lease, first=0))  # a third has gone: renew now
 
     def cancel(self) -> None:
         self._timer.cancel()
         if self._task is not None:
             self._task.cancel()
-
-
-async def _renew_now(claim: Claim, now, lease: timedelta) -> None:
-    """A third of the lease has gone: renew it now, then every third of it while the handler runs."""
-    if await sql.rows(RENEW, claim.chain_id, claim.id, claim.token, now() + lease):
-        await keep_alive(claim, now, lease)
 
 
 def storable(status: int, code: str | None) -> bool:
