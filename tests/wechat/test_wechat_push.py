@@ -133,6 +133,34 @@ async def test_a_card_changed_outside_the_gateway_is_written_with_the_members_to
     assert fake.card_updates[-1]["code"] == "300400999"
 
 
+async def test_a_change_pushed_for_one_card_rewrites_that_card_only(shop, other_chain):
+    """Two members of this chain and one of another chain hold cards (the other chain's with the
+    same CardId and code, from its own app): a console change on one card is written back on
+    that card alone, with that member's totals."""
+    kit, fake = shop.kit, shop.fake
+    elsewhere = await connect(other_chain, fake, token=TOKEN, aes_key=AES_KEY)
+    await other_chain.set_program({**copy.deepcopy(PROGRAM), "behaviors": {"register": {"points": 40}}})
+    _, ann = await shop.member("13500000011", openid="o_ann")  # 100 welcome points each here
+    _, bo = await shop.member("13500000012", openid="o_bo")
+    _, cy = await elsewhere.member("13500000011", openid="o_cy")  # the same phone, another chain: 40
+    await kit.sale(order("A1", [line("BEANS", "coffee", 5000)], member_id=bo["id"], at=kit.clock.now().isoformat()))
+    for mini, openid, code in ((shop, "o_ann", "700001"), (shop, "o_bo", "700002"), (elsewhere, "o_cy", "700001")):
+        await push(mini, card_event("user_get_card", openid, CARD, code))
+    await relay(kit).run_once()
+    await relay(other_chain).run_once()
+    written = len(fake.card_updates)
+    assert {(u["code"], u["bonus"]) for u in fake.card_updates} == {("700001", 100), ("700002", 150), ("700001", 40)}
+
+    await push(shop, card_event("update_member_card", "o_bo", CARD, "700002", ModifyBonus="-50"))
+    await relay(kit).run_once()
+    await relay(other_chain).run_once()
+    assert [(u["code"], u["bonus"], u["add_bonus"]) for u in fake.card_updates[written:]] == [("700002", 150, 0)]
+    cards = {(c.chain_id, c.code): c.synced_bonus for c in await MemberCard.all()}
+    assert cards == {(kit.chain_id, "700001"): 100, (kit.chain_id, "700002"): 150, (other_chain.chain_id, "700001"): 40}
+    assert [(await kit.member(m["id"]))["balances"]["points"] for m in (ann, bo)] == [100, 150]
+    assert (await other_chain.member(cy["id"]))["balances"]["points"] == 40
+
+
 async def test_safe_mode_round_trip_and_refused_pushes_keep_nothing(shop, other_chain):
     kit = shop.kit
     xml = card_event("user_get_card", "o_someone", CARD, "777")
